@@ -1,0 +1,138 @@
+"""The command line: ``dmlviz train | demo | eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Sequence
+
+logger = logging.getLogger("dmlviz")
+
+
+def _param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param takes KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    from .data import DATASETS, SPLITS
+    from .losses import LOSSES
+    from .models import MODELS
+
+    p = parser
+    p.add_argument("--dataset", default="mnist5k-pairs", help=f"dataset name: {', '.join(sorted(DATASETS))} (default: %(default)s)")
+    p.add_argument("--model", default="linear", help=f"model: {', '.join(sorted(MODELS))} (default: %(default)s)")
+    p.add_argument("--loss", default="softtriple", help=f"loss: {', '.join(sorted(LOSSES))} (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs to train (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the model (default: %(default)s)")
+    p.add_argument("--center-lr", type=float, default=None, help="learning rate of centers/proxies (default: 10 × --lr)")
+    p.add_argument("--embedding-dim", type=int, default=64, help="embedding dimension (default: %(default)s)")
+    p.add_argument("--split", choices=SPLITS, default="classes", help="classes: train on the first half of the classes, test on the rest; samples: hold out --test-fraction of each class (default: %(default)s)")
+    p.add_argument("--test-fraction", type=float, default=0.5, help="held-out fraction with --split samples (default: %(default)s)")
+    p.add_argument("--m-per-class", type=int, default=None, help="m samples per class in each batch (default: 4 for pair losses, random batches otherwise)")
+    p.add_argument("--probe-size", type=int, default=5000, help="samples recorded every epoch (default: %(default)s)")
+    p.add_argument("--eps", type=float, default=0.05, help="centers closer than this are merged when counting effective K (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<loss>-<time>)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last complete epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("loss parameters (SoftTriple's shown; others through --param)")
+    g.add_argument("--centers-per-class", type=int, help="K, centers per class (SoftTriple; default 10)")
+    g.add_argument("--la", type=float, help="λ, scale of the logits (SoftTriple/SoftMax; default 20)")
+    g.add_argument("--gamma", type=float, help="γ, softmax temperature over a class's centers (SoftTriple; default 0.1)")
+    g.add_argument("--tau", type=float, help="τ, weight of the center regularizer (SoftTriple; default 0.2)")
+    g.add_argument("--margin", type=float, help="δ, margin (SoftTriple/SoftMax default 0.01; triplet 0.1)")
+    g.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE", help="any other loss parameter, e.g. --param mining=hard")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    loss_params = {k: getattr(args, k) for k in ("centers_per_class", "la", "gamma", "tau", "margin") if getattr(args, k) is not None}
+    loss_params.update(dict(args.param))
+    run = train(
+        dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, center_lr=args.center_lr, embedding_dim=args.embedding_dim, split=args.split,
+        test_fraction=args.test_fraction, m_per_class=args.m_per_class, probe_size=args.probe_size, eps=args.eps,
+        seed=args.seed, out=args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.no_progress, **loss_params,
+    )
+    print(f"run written to {run.path} (status {run.status})")
+    _print_metrics(run)
+    return 0
+
+
+def _print_metrics(run: Any, epoch: int | None = None) -> None:
+    table = run.metrics
+    if epoch is not None:
+        table = table[table["epoch"] == epoch]
+    columns = [c for c in ("epoch", "loss", "recall@1", "recall@4", "map@r", "nmi", "purity", "effective_k") if c in table]
+    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo_runs, format_summary, summarize
+
+    runs = demo_runs(args.runs_dir, epochs=args.epochs, progress=not args.no_progress)
+    print(format_summary([summarize(run) for run in runs.values()]))
+    print(f"\nruns in {args.runs_dir}/")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .runs import load_run
+
+    run = load_run(args.run)
+    print(f"{run.name}: loss {run.config.get('loss')} on {run.config.get('dataset')}, status {run.status}, epochs {run.epochs[-1] if run.epochs else None}")
+    if run.error:
+        print(f"error: {run.error}")
+    _print_metrics(run, args.epoch)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``dmlviz``."""
+    parser = argparse.ArgumentParser(prog="dmlviz", description="See what a deep metric learning loss does.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train a model and record every epoch in a run folder")
+    _add_train_args(p)
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("demo", help="train SoftMax and SoftTriple on mnist5k-pairs and compare them")
+    p.add_argument("--runs-dir", default="runs", help="where the demo runs go (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs per run (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("eval", help="print the metrics a run recorded")
+    p.add_argument("run", help="a run folder")
+    p.add_argument("--epoch", type=int, default=None, help="only this epoch")
+    p.set_defaults(func=_cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dmlviz`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, KeyError) as error:
+        print(f"dmlviz {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        print(f"dmlviz {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The base class every dmlviz loss shares: a scalar loss, its terms, and its centers."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class DMLLoss(nn.Module):
+    """A metric-learning loss: ``loss(embeddings [B, D], labels [B]) -> scalar``.
+
+    After each call, ``terms`` holds the named parts of the last value (detached floats),
+    e.g. ``{"classification": ..., "regularizer": ...}``. ``centers()`` returns unit vectors
+    [C, K, D] for losses that learn centers or proxies, ``None`` for pair losses.
+    Subclasses implement :meth:`compute`, returning a dict of named terms whose sum is the loss.
+    """
+
+    name: ClassVar[str] = "loss"
+    #: True for losses built on pairs in the batch: they need two classes and a positive pair.
+    needs_pairs: ClassVar[bool] = False
+    #: Advice shown when the loss turns NaN.
+    nan_hint: ClassVar[str] = "lower the learning rate"
+
+    def __init__(self, num_classes: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.embedding_dim = int(embedding_dim)
+        self.terms: dict[str, float] = {}
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch: embeddings [B, D], labels [B] in 0..C-1 → scalar tensor."""
+        self._check_batch(embeddings, labels)
+        parts = self.compute(embeddings, labels)
+        total = sum(parts.values())
+        self.terms = {name: float(value.detach()) for name, value in parts.items()} if len(parts) > 1 else {}
+        return total
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named scalar terms of the loss; their sum is the loss."""
+        raise NotImplementedError
+
+    def centers(self) -> torch.Tensor | None:
+        """Unit-norm centers [C, K, D] (K per class), or None for a loss without centers."""
+        return None
+
+    def center_parameters(self) -> list[nn.Parameter]:
+        """Parameters that hold centers or proxies (trained with their own learning rate)."""
+        return list(self.parameters())
+
+    def _check_batch(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
+            raise ValueError(
+                f"embeddings must have shape (batch, {self.embedding_dim}), got {tuple(embeddings.shape)}"
+            )
+        if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
+            raise ValueError(f"labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}")
+        if self.needs_pairs:
+            classes, counts = torch.unique(labels, return_counts=True)
+            if len(classes) < 2 or int(counts.max()) < 2:
+                what = "one class" if len(classes) < 2 else "no two samples of the same class"
+                raise ValueError(
+                    f"loss {self.name!r} compares pairs in a batch, but this batch of {len(labels)} has {what}; "
+                    "it needs at least two classes and a positive pair: use a larger batch_size or "
+                    "m_per_class >= 2 (the trainer's default for pair losses)"
+                )
+        elif self.num_classes and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(
+                f"labels must lie in 0..{self.num_classes - 1} for loss {self.name!r}, "
+                f"got {int(labels.min())}..{int(labels.max())}"
+            )

@@ -1,0 +1,118 @@
+"""Adapters to pytorch-metric-learning's losses, with proxies exposed as centers."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import miners as pml_miners
+
+from .._validation import check_choice, check_positive_float, check_positive_int
+from .base import DMLLoss
+from .registry import register
+
+
+class _PMLLoss(DMLLoss):
+    """Wraps a pytorch-metric-learning loss (and optional miner) behind the DMLLoss interface."""
+
+    def __init__(self, num_classes: int, embedding_dim: int, loss: torch.nn.Module, miner: torch.nn.Module | None = None) -> None:
+        super().__init__(num_classes, check_positive_int("embedding_dim", embedding_dim))
+        self.loss = loss
+        self.miner = miner
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The wrapped loss on the (mined) batch."""
+        indices = self.miner(embeddings, labels) if self.miner is not None else None
+        return {"loss": self.loss(embeddings, labels, indices)}
+
+
+class _ProxyLoss(_PMLLoss):
+    """A proxy loss: one proxy per class, shown as centers [C, 1, D]."""
+
+    def centers(self) -> torch.Tensor:
+        """Unit proxies [C, 1, D]."""
+        return F.normalize(self.loss.proxies.detach(), dim=1).unsqueeze(1)
+
+
+@register("triplet")
+class Triplet(_PMLLoss):
+    """Triplet margin loss on triplets mined in the batch: ``mining`` = "semihard" (default) or "hard" (batch-hard)."""
+
+    name = "triplet"
+    needs_pairs = True
+
+    def __init__(self, num_classes: int, embedding_dim: int, margin: float = 0.1, mining: str = "semihard") -> None:
+        margin = check_positive_float("margin", margin)
+        check_choice("mining", mining, ("semihard", "hard", "all"))
+        miner = pml_miners.BatchHardMiner() if mining == "hard" else pml_miners.TripletMarginMiner(margin=margin, type_of_triplets=mining)
+        super().__init__(num_classes, embedding_dim, pml_losses.TripletMarginLoss(margin=margin), miner)
+        self.margin, self.mining = margin, mining
+
+    def center_parameters(self) -> list[torch.nn.Parameter]:
+        """No centers."""
+        return []
+
+
+@register("multisimilarity")
+class MultiSimilarity(_PMLLoss):
+    """Multi-Similarity loss (Wang et al., 2019) with its miner; the paper's alpha=2, beta=50, base=0.5, epsilon=0.1."""
+
+    name = "multisimilarity"
+    needs_pairs = True
+
+    def __init__(
+        self, num_classes: int, embedding_dim: int, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, epsilon: float = 0.1
+    ) -> None:
+        super().__init__(
+            num_classes,
+            embedding_dim,
+            pml_losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base),
+            pml_miners.MultiSimilarityMiner(epsilon=epsilon),
+        )
+
+    def center_parameters(self) -> list[torch.nn.Parameter]:
+        """No centers."""
+        return []
+
+
+@register("circle")
+class Circle(_PMLLoss):
+    """Circle loss (Sun et al., 2020): m=0.4, gamma=80, the fine-grained retrieval setting."""
+
+    name = "circle"
+    needs_pairs = True
+
+    def __init__(self, num_classes: int, embedding_dim: int, m: float = 0.4, gamma: float = 80.0) -> None:
+        super().__init__(num_classes, embedding_dim, pml_losses.CircleLoss(m=check_positive_float("m", m), gamma=check_positive_float("gamma", gamma)))
+
+    def center_parameters(self) -> list[torch.nn.Parameter]:
+        """No centers."""
+        return []
+
+
+@register("proxynca")
+class ProxyNCA(_ProxyLoss):
+    """ProxyNCA (Movshovitz-Attias et al., 2017): one proxy per class, ``softmax_scale`` as in pytorch-metric-learning."""
+
+    name = "proxynca"
+
+    def __init__(self, num_classes: int, embedding_dim: int, softmax_scale: float = 1.0) -> None:
+        super().__init__(
+            check_positive_int("num_classes", num_classes),
+            embedding_dim,
+            pml_losses.ProxyNCALoss(num_classes, embedding_dim, softmax_scale=check_positive_float("softmax_scale", softmax_scale)),
+        )
+
+
+@register("proxyanchor")
+class ProxyAnchor(_ProxyLoss):
+    """Proxy-Anchor (Kim et al., 2020): margin=0.1, alpha=32, the authors' defaults."""
+
+    name = "proxyanchor"
+
+    def __init__(self, num_classes: int, embedding_dim: int, margin: float = 0.1, alpha: float = 32.0) -> None:
+        super().__init__(
+            check_positive_int("num_classes", num_classes),
+            embedding_dim,
+            pml_losses.ProxyAnchorLoss(num_classes, embedding_dim, margin=check_positive_float("margin", margin), alpha=check_positive_float("alpha", alpha)),
+        )

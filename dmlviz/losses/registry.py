@@ -1,0 +1,36 @@
+"""One registry of losses by name."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, TypeVar
+
+from .._validation import unknown_name_error
+
+LOSSES: dict[str, type] = {}
+
+T = TypeVar("T", bound=type)
+
+
+def register(name: str) -> Callable[[T], T]:
+    """Class decorator: make a loss class buildable as ``build(name, ...)``."""
+
+    def decorate(cls: T) -> T:
+        if name in LOSSES:
+            raise ValueError(f"a loss named {name!r} is already registered ({LOSSES[name].__name__})")
+        LOSSES[name] = cls
+        return cls
+
+    return decorate
+
+
+def build(name: str, num_classes: int, embedding_dim: int, **params: Any) -> Any:
+    """Build the loss registered as ``name`` for ``num_classes`` classes and ``embedding_dim``-d embeddings."""
+    if not isinstance(name, str) or name not in LOSSES:
+        raise unknown_name_error("loss", name, LOSSES)
+    cls = LOSSES[name]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes", "embedding_dim")]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise TypeError(f"loss {name!r} does not take {unknown}; it accepts {accepted}")
+    return cls(num_classes, embedding_dim, **params)

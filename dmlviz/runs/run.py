@@ -1,0 +1,198 @@
+"""Reading a run folder: :class:`Run`, :class:`Snapshot`, :func:`load_run`.
+
+Works on a run that is still being written: call :meth:`Run.refresh` (or read ``epochs``
+again) to see new epochs. A damaged snapshot file is skipped with a warning naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import layout
+
+logger = logging.getLogger(__name__)
+
+
+class DamagedFileWarning(UserWarning):
+    """A file of a run folder could not be read and was skipped."""
+
+
+@dataclass
+class Snapshot:
+    """What was recorded at one epoch for the probe set of N samples.
+
+    embeddings: float32 [N, D], L2-normalised; norms: float32 [N], their norms before that.
+    labels, fine_labels (or None), ids (indices into the dataset): int64 [N].
+    split: str [N], "train" or "test". thumbnails: uint8 [N, H, W(, 3)] or None.
+    centers: float32 [C', K, D] unit vectors (C' = classes that have centers, may be 0);
+    center_classes: int64 [C'], the class of each center row; centers_kind: "learned" or
+    "class_means". assignments: int64 [N], index 0..K-1 of the sample's own-class center
+    with the highest cosine, -1 if its class has none. effective_k: int64 [C'].
+    """
+
+    epoch: int
+    embeddings: np.ndarray
+    norms: np.ndarray
+    labels: np.ndarray
+    fine_labels: np.ndarray | None
+    ids: np.ndarray
+    split: np.ndarray
+    thumbnails: np.ndarray | None
+    class_names: list[str]
+    fine_names: list[str] | None
+    centers: np.ndarray
+    center_classes: np.ndarray
+    centers_kind: str
+    assignments: np.ndarray
+    effective_k: np.ndarray
+    eps: float
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read every array of an .npz without pickle; raises on a damaged file."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+class Run:
+    """A run folder on disk (see DESIGN.md): config, status, metrics and per-epoch snapshots."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        """Open the run at ``path``; it must hold a run.json."""
+        self.path = Path(path)
+        if not (self.path / layout.RUN_JSON).is_file():
+            raise FileNotFoundError(f"{self.path} is not a dmlviz run folder: it has no {layout.RUN_JSON}")
+        self._info: dict[str, Any] = {}
+        self._probe: dict[str, np.ndarray] | None = None
+        self._checked: dict[str, tuple[float, int, bool]] = {}
+        self.refresh()
+
+    def refresh(self) -> "Run":
+        """Read run.json again (status and config of a run that is being written)."""
+        self._info = json.loads((self.path / layout.RUN_JSON).read_text())
+        return self
+
+    @property
+    def name(self) -> str:
+        """The run's name (its folder's name)."""
+        return self.path.name
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Everything in run.json."""
+        return self._info
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The full training configuration."""
+        return self._info.get("config", {})
+
+    @property
+    def status(self) -> str:
+        """"running", "finished" or "failed" (as of the last :meth:`refresh`)."""
+        return self._info.get("status", "running")
+
+    @property
+    def error(self) -> str | None:
+        """Why a failed run failed."""
+        return self._info.get("error")
+
+    @property
+    def epochs(self) -> list[int]:
+        """Epochs whose snapshot is complete and readable, ascending (0 = before training)."""
+        found = []
+        for entry in os.scandir(self.path):
+            epoch = layout.parse_epoch_file(entry.name)
+            if epoch is not None and self._readable(Path(entry.path)):
+                found.append(epoch)
+        return sorted(found)
+
+    def _readable(self, path: Path) -> bool:
+        stat = path.stat()
+        key = (stat.st_mtime, stat.st_size)
+        cached = self._checked.get(path.name)
+        if cached is not None and cached[:2] == key:
+            return cached[2]
+        try:
+            with zipfile.ZipFile(path) as archive:
+                ok = archive.testzip() is None
+        except (zipfile.BadZipFile, OSError, EOFError):
+            ok = False
+        if not ok:
+            warnings.warn(f"skipping damaged snapshot {path}: it is not a complete .npz file", DamagedFileWarning, stacklevel=3)
+        self._checked[path.name] = (*key, ok)
+        return ok
+
+    @property
+    def probe(self) -> dict[str, np.ndarray]:
+        """The probe set: ids, labels, fine_labels (if known), split codes, thumbnails (if images)."""
+        if self._probe is None:
+            self._probe = _read_npz(self.path / layout.PROBE_NPZ)
+        return self._probe
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """One row per recorded epoch (epoch 0 = before training)."""
+        path = self.path / layout.METRICS_CSV
+        if not path.exists():
+            return pd.DataFrame({"epoch": pd.Series([], dtype="int64")})
+        return pd.read_csv(path)
+
+    def snapshot(self, epoch: int) -> Snapshot:
+        """The snapshot of ``epoch``; raises KeyError naming the recorded epochs if it is missing."""
+        path = self.path / layout.epoch_file(int(epoch))
+        if not path.exists():
+            raise KeyError(f"run {self.name!r} has no epoch {epoch}; recorded epochs: {self.epochs}")
+        try:
+            data = _read_npz(path)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+            warnings.warn(f"skipping damaged snapshot {path}: {error}", DamagedFileWarning, stacklevel=2)
+            raise KeyError(f"snapshot {path} is damaged; readable epochs: {self.epochs}") from None
+        probe = self.probe
+        fine = probe.get("fine_labels")
+        thumbs = probe.get("thumbnails")
+        return Snapshot(
+            epoch=int(epoch),
+            embeddings=data["embeddings"],
+            norms=data["norms"],
+            labels=probe["labels"],
+            fine_labels=fine if fine is not None and fine.size else None,
+            ids=probe["ids"],
+            split=np.asarray(layout.SPLIT_NAMES)[probe["split"]],
+            thumbnails=thumbs if thumbs is not None and thumbs.size else None,
+            class_names=[str(c) for c in probe["class_names"]],
+            fine_names=[str(c) for c in probe["fine_names"]] if "fine_names" in probe else None,
+            centers=data["centers"],
+            center_classes=data["center_classes"],
+            centers_kind=str(data["centers_kind"]),
+            assignments=data["assignments"],
+            effective_k=data["effective_k"],
+            eps=float(data["eps"]),
+        )
+
+    def checkpoint_path(self) -> Path:
+        """Where the latest checkpoint is (load with ``torch.load(..., weights_only=True)``)."""
+        return self.path / layout.CHECKPOINT
+
+    def __repr__(self) -> str:
+        epochs = self.epochs
+        last = epochs[-1] if epochs else None
+        return f"Run({str(self.path)!r}, status={self.status!r}, last epoch={last})"
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Open the run folder at ``path``."""
+    return Run(path)

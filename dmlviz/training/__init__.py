@@ -1,0 +1,7 @@
+"""Training and recording."""
+
+from .recorder import Recorder, choose_probe
+from .sampler import epoch_batches
+from .trainer import TrainingDivergedError, resolve_device, train
+
+__all__ = ["Recorder", "TrainingDivergedError", "choose_probe", "epoch_batches", "resolve_device", "train"]

@@ -1,0 +1,42 @@
+"""Batches for one epoch: random, or m samples per class; seeded by (seed, epoch) so a resumed run repeats them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def epoch_batches(
+    labels: np.ndarray, batch_size: int, *, seed: int, epoch: int, m_per_class: int | None = None
+) -> list[np.ndarray]:
+    """Index arrays (into ``labels`` [N]) of the batches of one epoch.
+
+    Random batches cover a permutation of the samples, dropping the last incomplete batch
+    unless it is the only one. With ``m_per_class`` each batch holds ``batch_size // m``
+    classes chosen at random, m samples of each (drawn without replacement while a class
+    has enough); an epoch has N // batch_size batches.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    n = len(labels)
+    if not m_per_class:
+        order = rng.permutation(n)
+        if n <= batch_size:
+            return [order]
+        return [order[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
+    classes = np.unique(labels)
+    per_batch = max(2, min(batch_size // m_per_class, len(classes)))
+    members = {c: np.flatnonzero(labels == c) for c in classes}
+    pools = {c: rng.permutation(idx) for c, idx in members.items()}
+    batches = []
+    for _ in range(max(1, n // batch_size)):
+        chosen = rng.choice(classes, size=per_batch, replace=False)
+        parts = []
+        for c in chosen:
+            if len(pools[c]) < m_per_class:
+                pools[c] = np.concatenate([pools[c], rng.permutation(members[c])])
+            if len(members[c]) < m_per_class:  # a class smaller than m: sample with replacement
+                parts.append(rng.choice(members[c], size=m_per_class, replace=True))
+                continue
+            parts.append(pools[c][:m_per_class])
+            pools[c] = pools[c][m_per_class:]
+        batches.append(np.concatenate(parts))
+    return batches

@@ -1,0 +1,264 @@
+"""Training: one function that trains an embedding model with a loss and records every epoch."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+import logging
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from .._validation import check_positive_float, check_positive_int
+from ..data import DMLDataset, load_dataset, split_dataset
+from ..losses import DMLLoss, build
+from ..models import build_model
+from ..runs import Run, RunWriter, load_run
+from .recorder import Recorder
+from .sampler import epoch_batches
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the run is marked failed and its last good epoch kept."""
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" → CUDA when available, else CPU; otherwise the named device, checked to exist."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked but CUDA is not available here; use device='cpu' or 'auto'")
+    return resolved
+
+
+def _describe(obj: Any, kind: str) -> str:
+    return obj if isinstance(obj, str) else f"custom:{type(obj).__name__}"
+
+
+def _loss_hyperparameters(loss: DMLLoss) -> dict[str, Any]:
+    """The loss's constructor parameters with the values it actually uses (defaults resolved)."""
+    params = {}
+    for name in inspect.signature(type(loss).__init__).parameters:
+        if name not in ("self", "num_classes", "embedding_dim") and hasattr(loss, name):
+            value = getattr(loss, name)
+            if isinstance(value, (int, float, str, bool)):
+                params[name] = value
+    return params
+
+
+def _versions() -> dict[str, str]:
+    import pytorch_metric_learning
+
+    return {
+        "dmlviz": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pytorch_metric_learning": pytorch_metric_learning.__version__,
+    }
+
+
+def train(
+    dataset: str | DMLDataset = "mnist5k-pairs",
+    model: str | torch.nn.Module = "linear",
+    loss: str | DMLLoss = "softtriple",
+    *,
+    epochs: int = 30,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    center_lr: float | None = None,
+    embedding_dim: int = 64,
+    split: str = "classes",
+    test_fraction: float = 0.5,
+    m_per_class: int | None = None,
+    probe_size: int = 5000,
+    eps: float = 0.05,
+    seed: int = 0,
+    out: str | Path | None = None,
+    device: str | torch.device = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    num_workers: int = 0,
+    **loss_params: Any,
+) -> Run:
+    """Train ``model`` with ``loss`` on ``dataset``, record every epoch in ``out``, return the Run.
+
+    dataset: a name from ``dmlviz.data.DATASETS`` or a DMLDataset. model: "linear", "mlp",
+    "cnn" or an nn.Module mapping inputs [B, *input_shape] to [B, embedding_dim]. loss: a name
+    from ``dmlviz.losses.LOSSES`` or a DMLLoss; ``loss_params`` go to it (e.g.
+    ``centers_per_class=10, la=20, gamma=0.1, tau=0.2, margin=0.01`` for SoftTriple).
+    Adam; centers and proxies use ``center_lr`` (default 10 × ``lr``, see README). split:
+    "classes" (train on the first half of the classes, test on the rest) or "samples"
+    (``test_fraction`` of each class held out). m_per_class: batches of m samples per class
+    (default 4 for pair losses, random batches otherwise). Epoch 0 is recorded before
+    training; ``probe_size`` samples of both splits are recorded every epoch, with
+    effective K under ``eps``. ``resume=True`` continues a killed run in ``out`` from its last
+    complete epoch; ``overwrite=True`` replaces a run there.
+    """
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size, minimum=2)
+    embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+    probe_size = check_positive_int("probe_size", probe_size, minimum=2)
+    lr = check_positive_float("lr", lr)
+    center_lr = 10.0 * lr if center_lr is None else check_positive_float("center_lr", center_lr)
+    eps = check_positive_float("eps", eps)
+    if m_per_class is not None:
+        m_per_class = check_positive_int("m_per_class", m_per_class, minimum=2)
+        if m_per_class > batch_size // 2:
+            raise ValueError(f"m_per_class={m_per_class} leaves fewer than 2 classes in a batch of {batch_size}; use m_per_class <= {batch_size // 2}")
+    if resume and overwrite:
+        raise ValueError("resume=True and overwrite=True contradict each other; pass one")
+    torch_device = resolve_device(device)
+
+    data = load_dataset(dataset)
+    parts = split_dataset(data.labels, split, test_fraction=test_fraction, seed=seed)
+    label_map = np.full(data.num_classes, -1, dtype=np.int64)
+    label_map[parts.train_classes] = np.arange(len(parts.train_classes))
+    train_labels = label_map[data.labels[parts.train]]
+
+    torch.manual_seed(seed)
+    net = build_model(model, data.input_shape, embedding_dim)
+    if isinstance(loss, DMLLoss):
+        if loss_params:
+            raise ValueError(f"loss parameters {sorted(loss_params)} were given with a loss object; set them on the object")
+        loss_fn = loss
+    else:
+        loss_fn = build(loss, num_classes=len(parts.train_classes), embedding_dim=embedding_dim, **loss_params)
+    if m_per_class is None and loss_fn.needs_pairs:
+        m_per_class = 4
+    net.to(torch_device)
+    loss_fn.to(torch_device)
+
+    center_params = {id(p) for p in loss_fn.center_parameters()}
+    groups = [{"params": list(net.parameters()), "lr": lr, "name": "model"}]
+    centers = [p for p in loss_fn.parameters() if id(p) in center_params]
+    others = [p for p in loss_fn.parameters() if id(p) not in center_params]
+    if centers:
+        groups.append({"params": centers, "lr": center_lr, "name": "centers"})
+    if others:
+        groups.append({"params": others, "lr": lr, "name": "loss"})
+    optimizer = torch.optim.Adam(groups)
+
+    config = {
+        "dataset": _describe(dataset, "dataset"),
+        "num_samples": len(data),
+        "num_classes": data.num_classes,
+        "model": _describe(model, "model"),
+        "loss": loss_fn.name if isinstance(loss, DMLLoss) else loss,
+        "loss_params": _loss_hyperparameters(loss_fn),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "center_lr": center_lr,
+        "optimizer": "adam",
+        "embedding_dim": embedding_dim,
+        "split": split,
+        "test_fraction": test_fraction if split == "samples" else None,
+        "train_classes": len(parts.train_classes),
+        "m_per_class": m_per_class,
+        "probe_size": probe_size,
+        "eps": eps,
+        "seed": seed,
+        "device": str(torch_device),
+        "amp": "bf16" if torch_device.type == "cuda" else None,
+    }
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{config['dataset']}-{config['loss']}-{stamp}".replace(":", "_")
+    writer = RunWriter(out)
+    last = writer.start(config, _versions(), resume=resume, overwrite=overwrite)
+
+    try:
+        if last >= 0:
+            state = torch.load(writer.path / "checkpoint.pt", map_location=torch_device, weights_only=True)
+            net.load_state_dict(state["model"])
+            loss_fn.load_state_dict(state["loss"])
+            optimizer.load_state_dict(state["optimizer"])
+            logger.info("resuming %s after epoch %d", writer.path, last)
+        recorder = Recorder(
+            data, parts, writer, probe_size=probe_size, eps=eps, seed=seed, device=torch_device, num_workers=num_workers
+        )
+        if last < 0:
+            row = recorder.record(0, net, loss_fn, {"loss": float("nan"), "seconds": 0.0})
+            _save(writer, net, loss_fn, optimizer, 0)
+            last = 0
+        bar = tqdm(range(last + 1, epochs + 1), desc=f"{config['loss']} on {config['dataset']}", unit="epoch", disable=not progress)
+        for epoch in bar:
+            stats = _train_epoch(net, loss_fn, optimizer, data, parts.train, train_labels, batch_size, m_per_class, seed, epoch, torch_device, num_workers)
+            if not math.isfinite(stats["loss"]):
+                raise TrainingDivergedError(
+                    f"the loss became {stats['loss']} during epoch {epoch}; the run stopped and keeps epoch {epoch - 1} "
+                    f"as its last good snapshot. Hint: {loss_fn.nan_hint}"
+                )
+            row = recorder.record(epoch, net, loss_fn, stats)
+            _save(writer, net, loss_fn, optimizer, epoch)
+            bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("loss", "recall@1", "purity", "effective_k")})
+            logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+    except BaseException as error:
+        message = str(error) or type(error).__name__
+        writer.update(status="failed", error=message)
+        if isinstance(error, FloatingPointError):
+            raise TrainingDivergedError(f"{message}; hint: {loss_fn.nan_hint}") from error
+        raise
+    writer.update(status="finished")
+    return load_run(writer.path)
+
+
+def _save(writer: RunWriter, net: torch.nn.Module, loss_fn: DMLLoss, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+    """The checkpoint is written last in an epoch: it marks the epoch complete."""
+    writer.write_checkpoint({"epoch": epoch, "model": net.state_dict(), "loss": loss_fn.state_dict(), "optimizer": optimizer.state_dict()})
+    writer.update(last_epoch=epoch)
+
+
+def _train_epoch(
+    net: torch.nn.Module,
+    loss_fn: DMLLoss,
+    optimizer: torch.optim.Optimizer,
+    data: DMLDataset,
+    train_ids: np.ndarray,
+    train_labels: np.ndarray,
+    batch_size: int,
+    m_per_class: int | None,
+    seed: int,
+    epoch: int,
+    device: torch.device,
+    num_workers: int,
+) -> dict[str, float]:
+    """One pass over the training split; returns the mean loss, its mean terms and seconds."""
+    start = time.perf_counter()
+    net.train()
+    batches = epoch_batches(train_labels, batch_size, seed=seed, epoch=epoch, m_per_class=m_per_class)
+    total = torch.zeros((), device=device)
+    terms: dict[str, float] = {}
+    for batch, (inputs, _) in zip(batches, data.batches([train_ids[b] for b in batches], num_workers=num_workers)):
+        inputs = inputs.to(device, non_blocking=True)
+        labels = torch.as_tensor(train_labels[batch], device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            embeddings = net(inputs)
+        value = loss_fn(embeddings.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+        total += value.detach()
+        for name, term in loss_fn.terms.items():
+            terms[name] = terms.get(name, 0.0) + term
+    n = max(1, len(batches))
+    stats = {"loss": float(total) / n, **{f"loss_{k}": v / n for k, v in terms.items()}}
+    stats["seconds"] = time.perf_counter() - start
+    return stats

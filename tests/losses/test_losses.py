@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from dmlviz.losses import LOSSES, DMLLoss, build
+
+C, D = 5, 16
+
+
+def _batch(seed=0, b=40):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, D, generator=g, requires_grad=True), torch.arange(b) % C
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_trains_and_reports_centers(name):
+    torch.manual_seed(0)
+    loss = build(name, num_classes=C, embedding_dim=D)
+    assert isinstance(loss, DMLLoss) and loss.name == name
+    x, y = _batch()
+    value = loss(x, y)
+    assert value.ndim == 0 and torch.isfinite(value)
+    value.backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    centers = loss.centers()
+    if centers is None:
+        assert loss.needs_pairs and loss.center_parameters() == []
+    else:
+        assert centers.shape[0] == C and centers.shape[2] == D
+        torch.testing.assert_close(centers.norm(dim=2), torch.ones(centers.shape[:2]))
+        assert any(p.grad is not None for p in loss.center_parameters())
+
+
+@pytest.mark.parametrize("name", sorted(n for n, cls in LOSSES.items() if cls.needs_pairs))
+def test_pair_losses_refuse_a_batch_of_one_class(name):
+    loss = build(name, num_classes=C, embedding_dim=D)
+    with pytest.raises(ValueError, match="one class.*m_per_class"):
+        loss(torch.randn(8, D), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(ValueError, match="no two samples of the same class"):
+        loss(torch.randn(4, D), torch.arange(4))
+
+
+def test_softtriple_k_below_one_and_bad_labels():
+    with pytest.raises(ValueError, match="centers_per_class must be an integer >= 1, got 0"):
+        build("softtriple", num_classes=C, embedding_dim=D, centers_per_class=0)
+    loss = build("softtriple", num_classes=C, embedding_dim=D, centers_per_class=2)
+    with pytest.raises(ValueError, match="labels must lie in 0..4"):
+        loss(torch.randn(3, D), torch.tensor([0, 1, 7]))
+    with pytest.raises(ValueError, match="embeddings must have shape \\(batch, 16\\)"):
+        loss(torch.randn(3, 4), torch.tensor([0, 1, 2]))
+
+
+def test_softtriple_reports_its_terms():
+    loss = build("softtriple", num_classes=C, embedding_dim=D, centers_per_class=3, tau=0.2)
+    x, y = _batch()
+    value = loss(x, y)
+    assert set(loss.terms) == {"classification", "regularizer"}
+    assert abs(sum(loss.terms.values()) - float(value)) < 1e-5
+
+
+def test_triplet_mining_option():
+    loss = build("triplet", num_classes=C, embedding_dim=D, mining="hard")
+    x, y = _batch()
+    assert torch.isfinite(loss(x, y))
+    with pytest.raises(ValueError, match="mining must be one of"):
+        build("triplet", num_classes=C, embedding_dim=D, mining="easy")
