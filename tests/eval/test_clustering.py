@@ -1,0 +1,52 @@
+"""Tests for dmlviz.eval.clustering.nmi."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dmlviz.eval import nmi
+
+
+def separated(n_classes: int = 6, per_class: int = 30, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    means = np.eye(dim)[:n_classes] * 10.0
+    y = np.repeat(np.arange(n_classes), per_class)
+    return means[y] + 0.01 * rng.normal(size=(len(y), dim)), y
+
+
+def test_perfectly_separated_clusters_give_one() -> None:
+    x, y = separated()
+    assert nmi(x, y) == pytest.approx(1.0)
+    # labels need not be 0..C-1, and relabelling does not matter
+    assert nmi(x, y * 7 + 3) == pytest.approx(1.0)
+
+
+def test_random_labels_give_low_nmi() -> None:
+    x, _ = separated()
+    rng = np.random.default_rng(1)
+    assert nmi(x, rng.integers(0, 6, size=len(x))) < 0.3
+
+
+def test_uses_cosine_geometry() -> None:
+    # same directions, wildly different norms: after L2 normalisation the classes separate
+    x, y = separated()
+    scale = np.random.default_rng(2).uniform(0.1, 100.0, size=(len(x), 1))
+    assert nmi(x * scale, y) == pytest.approx(1.0)
+
+
+def test_deterministic_and_accepts_tensors() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 5))
+    y = rng.integers(0, 4, size=120)
+    assert nmi(x, y, seed=5) == nmi(torch.from_numpy(x), torch.from_numpy(y), seed=5)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="embeddings must be 2-D"):
+        nmi(np.zeros(4), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="labels must be 1-D"):
+        nmi(np.zeros((4, 2)), [0, 1, 0])
+    with pytest.raises(ValueError, match="embeddings contain NaN or inf"):
+        nmi(np.array([[np.nan, 0.0], [1.0, 0.0]]), [0, 1])
