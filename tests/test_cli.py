@@ -1,0 +1,38 @@
+import subprocess
+import sys
+
+import pytest
+
+from dmlviz.cli import main
+
+
+def test_train_and_eval_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "cli-run"
+    rc = main(["train", "--dataset", "digits-pairs", "--loss", "softtriple", "--epochs", "2", "--split", "samples",
+               "--centers-per-class", "3", "--la", "10", "--embedding-dim", "16", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "run written to" in printed and "recall@1" in printed
+    assert (out / "epoch_0002.npz").exists()
+    assert main(["eval", str(out), "--epoch", "2"]) == 0
+    assert "purity" in capsys.readouterr().out
+    rc = main(["train", "--dataset", "digits-pairs", "--loss", "softtriple", "--epochs", "3", "--split", "samples",
+               "--centers-per-class", "3", "--la", "10", "--embedding-dim", "16", "--out", str(out), "--no-progress", "--resume"])
+    assert rc == 0 and (out / "epoch_0003.npz").exists()
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    assert main(["train", "--loss", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown loss 'nope'; known loss names are:" in capsys.readouterr().err
+    assert main(["train", "--epochs", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "epochs must be an integer >= 1" in capsys.readouterr().err
+    assert main(["train", "--param", "mining=hard", "--loss", "softtriple", "--out", str(tmp_path / "x")]) == 2
+    assert "does not take ['mining']" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "dmlviz.cli", "train", "--help"], capture_output=True, text=True, check=True)
+    for flag in ("--resume", "--centers-per-class", "--split", "--m-per-class", "--device"):
+        assert flag in result.stdout
+    with pytest.raises(SystemExit):
+        main(["frobnicate"])
