@@ -54,7 +54,7 @@ def test_softtriple_reports_its_terms():
     x, y = _batch()
     value = loss(x, y)
     assert set(loss.terms) == {"classification", "regularizer"}
-    assert abs(sum(loss.terms.values()) - float(value)) < 1e-5
+    assert abs(sum(loss.terms.values()) - value.item()) < 1e-5
 
 
 def test_triplet_mining_option():
