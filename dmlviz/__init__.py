@@ -11,6 +11,7 @@ _LAZY = {
     "load_run": ("dmlviz.runs", "load_run"),
     "Run": ("dmlviz.runs", "Run"),
     "Snapshot": ("dmlviz.runs", "Snapshot"),
+    "Explorer": ("dmlviz.widgets", "Explorer"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,8 +1,13 @@
-"""Evaluation: retrieval metrics, clustering NMI, and per-class centre diagnostics."""
+"""Evaluation: retrieval metrics, clustering NMI, and per-class centre diagnostics.
+
+Center statistics need only numpy/scipy; retrieval (torch) is imported on first use.
+"""
+
+from typing import Any
 
 from dmlviz.eval.centers import assign_to_centers, center_counts, center_purity, effective_k
-from dmlviz.eval.clustering import nmi
-from dmlviz.eval.retrieval import knn, retrieval_metrics
+
+_LAZY = {"knn": "retrieval", "retrieval_metrics": "retrieval", "nmi": "clustering"}
 
 __all__ = [
     "assign_to_centers",
@@ -13,3 +18,11 @@ __all__ = [
     "nmi",
     "retrieval_metrics",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"dmlviz.eval.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'dmlviz.eval' has no attribute {name!r}")

@@ -183,6 +183,12 @@ class Run:
             eps=float(data["eps"]),
         )
 
+    def arrays(self, epoch: int, *keys: str) -> dict[str, np.ndarray]:
+        """Only the named arrays of an epoch's snapshot (e.g. "centers", "effective_k"), read lazily."""
+        path = self.path / layout.epoch_file(int(epoch))
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in keys}
+
     def checkpoint_path(self) -> Path:
         """Where the latest checkpoint is (load with ``torch.load(..., weights_only=True)``)."""
         return self.path / layout.CHECKPOINT

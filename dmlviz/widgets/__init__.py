@@ -1,0 +1,28 @@
+"""Jupyter widgets that show a run: one shared state, one module per view, composed by Explorer."""
+
+import plotly.graph_objects as _go
+
+# plotly imports FigureWidget (and with it nbformat and jsonschema, seconds) on first use; do it
+# at import time, which a preheated Voila kernel has done before a page asks for a run.
+_go.FigureWidget  # noqa: B018
+
+from .class_view import ClassInspector
+from .explorer import Explorer, RunChooser, list_runs, resolve_run
+from .map_view import MapView
+from .merge_view import MergeTimeline
+from .metrics_view import MetricsView
+from .neighbors_view import NeighborsView
+from .state import ExplorerState
+
+__all__ = [
+    "ClassInspector",
+    "Explorer",
+    "ExplorerState",
+    "MapView",
+    "MergeTimeline",
+    "MetricsView",
+    "NeighborsView",
+    "RunChooser",
+    "list_runs",
+    "resolve_run",
+]

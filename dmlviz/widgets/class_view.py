@@ -1,0 +1,127 @@
+"""Class inspector: a class's centers, how many samples each owns, the sub-modes they hold."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+
+from ..eval.centers import effective_k
+from .colors import palette
+from .figure import resync_on_render
+from .state import ExplorerState
+from .thumbs import gallery, tile
+
+
+class ClassInspector(widgets.VBox):
+    """Pick a class: its centers with the samples each owns, a gallery of the samples nearest each
+    center, purity against the fine labels when known, and a center-to-center similarity heatmap."""
+
+    def __init__(self, state: ExplorerState, per_center: int = 6) -> None:
+        self.state, self.per_center = state, per_center
+        self.select = widgets.Dropdown(description="class", options=[], layout=widgets.Layout(width="300px"))
+        self.select.add_class("dmlviz-class-select")
+        self.summary = widgets.HTML()
+        self.galleries = widgets.HTML()
+        self.galleries.add_class("dmlviz-center-galleries")
+        self.heatmap: Any = go.Figure(
+            data=[go.Heatmap(z=[[0]], colorscale="Viridis", zmin=-1, zmax=1, colorbar=dict(title="cos", thickness=10))],
+            layout=go.Layout(height=260, width=300, margin=dict(l=30, r=10, t=30, b=30), title=dict(text="center-to-center cosine", font=dict(size=12))),
+        )
+        self.select.observe(self._on_select, "value")
+        state.observe(self._on_run, "run")
+        state.observe(lambda c: self.refresh(), ["selected_class", "epoch", "eps"])
+        self._on_run()  # the first frame goes into the figure the widget is made from (see figure.py)
+        self.heatmap = go.FigureWidget(self.heatmap)
+        resync_on_render(self.heatmap, self.refresh)
+        super().__init__([self.select, self.summary, self.galleries, self.heatmap])
+        self.add_class("dmlviz-class-inspector")
+
+    def _on_run(self, change: Any = None) -> None:
+        state = self.state
+        if state.run is None or not state.epochs:
+            self.select.options = []
+            self.refresh()
+            return
+        snap = state.snapshot()
+        present = np.unique(snap.labels)
+        self.select.options = [("—", -1)] + [(f"{snap.class_names[c]}", int(c)) for c in present]
+        self.select.value = state.selected_class if state.selected_class in present else -1
+        self.refresh()
+
+    def _on_select(self, change: Any) -> None:
+        if change["new"] is not None:
+            self.state.selected_class = int(change["new"])
+
+    def refresh(self) -> None:
+        """Redraw for the selected class at the current epoch."""
+        state = self.state
+        cls = state.selected_class
+        if self.select.options and self.select.value != cls and cls in [v for _, v in self.select.options]:
+            self.select.value = cls
+        if state.run is None or not state.epochs or cls < 0:
+            self.summary.value = '<div style="color:#888">Pick a class to see its centers and the sub-modes they hold.</div>'
+            self.galleries.value = ""
+            self.heatmap.data[0].z = [[None]]
+            return
+        snap = state.snapshot()
+        name = html.escape(snap.class_names[cls])
+        members = np.flatnonzero(snap.labels == cls)
+        where = np.flatnonzero(snap.center_classes == cls)
+        if not len(where):
+            self.summary.value = (
+                f"<b>class {name}</b>: {len(members)} samples, <b>no centers</b> — it was not in the training split "
+                "(zero-shot test class), so no center of the loss belongs to it."
+            )
+            self.galleries.value = ""
+            self.heatmap.data[0].z = [[None]]
+            return
+        centers = snap.centers[where[0]]  # [K, D]
+        kind = snap.centers_kind
+        k = len(centers)
+        assigned = snap.assignments[members]
+        counts = np.bincount(assigned[assigned >= 0], minlength=k)
+        eff = int(effective_k(centers[None], eps=state.eps)[0]) if kind == "learned" else 1
+        purity_text = ""
+        if snap.fine_labels is not None:
+            fine = snap.fine_labels[members]
+            majority = sum(np.bincount(fine[assigned == j]).max() for j in range(k) if (assigned == j).any())
+            purity_text = f" · purity against fine labels <b>{majority / max(len(members), 1):.2f}</b>"
+        what = "learned centers" if kind == "learned" else "class mean (this loss has no centers; the mean of the class's embeddings stands in)"
+        self.summary.value = (
+            f'<div class="dmlviz-class-summary"><b>class {name}</b>, epoch {snap.epoch}: {len(members)} samples, {k} {what}; '
+            f"effective K <b>{eff}</b> (ε = {state.eps:g}){purity_text}</div>"
+        )
+        colour = palette(len(snap.class_names))[cls]
+        blocks = []
+        for j in np.argsort(-counts, kind="stable"):
+            owned = members[assigned == j]
+            if len(owned):
+                sims = snap.embeddings[owned] @ centers[j]
+                nearest = owned[np.argsort(-sims, kind="stable")[: self.per_center]]
+            else:
+                nearest = np.array([], dtype=np.int64)
+            tiles = []
+            for r in nearest:
+                caption = (snap.fine_names[snap.fine_labels[r]] if snap.fine_names else str(snap.fine_labels[r])) if snap.fine_labels is not None else f"#{snap.ids[r]}"
+                image = snap.thumbnails[r] if snap.thumbnails is not None else None
+                tiles.append(tile(snap.class_names[cls], image=image, colour=colour, caption=caption, size=40, row=int(r)))
+            fine_note = ""
+            if snap.fine_labels is not None and len(owned):
+                values, freq = np.unique(snap.fine_labels[owned], return_counts=True)
+                top = values[np.argmax(freq)]
+                top_name = snap.fine_names[top] if snap.fine_names else str(top)
+                fine_note = f" · mostly <b>{html.escape(str(top_name))}</b> ({freq.max() / len(owned):.0%})"
+            blocks.append(
+                f'<div class="dmlviz-center-gallery" style="margin:4px 0"><div style="font-size:12px">center {j}: owns <b>{counts[j]}</b> samples{fine_note}</div>'
+                f"{gallery(tiles, empty='owns no samples (a redundant center)')}</div>"
+            )
+        self.galleries.value = f'<div style="max-height:420px;overflow-y:auto">{"".join(blocks)}</div>'
+        sim = centers @ centers.T
+        with self.heatmap.batch_update():
+            self.heatmap.data[0].z = sim
+            self.heatmap.data[0].x = list(range(k))
+            self.heatmap.data[0].y = list(range(k))

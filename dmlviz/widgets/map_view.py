@@ -1,0 +1,292 @@
+"""Map view: the samples and the loss's centers in one 2-D map, with an epoch slider."""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+
+from .colors import colour_array, discrete_colorscale, palette
+from .figure import resync_on_render
+from .state import ExplorerState
+from .thumbs import png_data_uri
+
+logger = logging.getLogger(__name__)
+
+COLOR_LABELS = {"class": "class", "fine": "fine label (hidden truth)", "center": "assigned center", "nn": "nearest neighbour right?"}
+
+
+class MapView(widgets.VBox):
+    """Samples (Scattergl) coloured by class, fine label, assigned center or nearest-neighbour correctness;
+    centers as distinct markers in their class colour; epoch slider with play; train/test filter;
+    hover preview; click to select a sample; lasso/box selection. Above ``max_points`` it draws a
+    stratified sample and says so."""
+
+    def __init__(self, state: ExplorerState, max_points: int = 20_000, height: int = 520) -> None:
+        self.state, self.max_points = state, int(max_points)
+        self._rows = np.array([], dtype=np.int64)
+        self.figure: Any = go.Figure(
+            data=[
+                go.Scattergl(name="samples", mode="markers", hoverinfo="text", marker=dict(size=5, opacity=0.8), showlegend=False),
+                go.Scatter(name="centers", mode="markers", hoverinfo="text",
+                           marker=dict(size=13, symbol="diamond", line=dict(width=1.5, color="black"))),
+                go.Scattergl(name="neighbours", mode="markers", hoverinfo="skip", showlegend=False,
+                             marker=dict(size=13, symbol="circle-open", line=dict(width=2.5))),
+                go.Scatter(name="selected", mode="markers", hoverinfo="skip", showlegend=False,
+                           marker=dict(size=18, symbol="circle-open", color="black", line=dict(width=3))),
+            ],
+            layout=go.Layout(
+                height=height, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", hovermode="closest",
+                xaxis=dict(showticklabels=False, zeroline=False, showgrid=False),
+                yaxis=dict(showticklabels=False, zeroline=False, showgrid=False, scaleanchor="x"),
+                legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"), plot_bgcolor="white", uirevision="keep",
+            ),
+        )
+        self.epoch_slider = widgets.IntSlider(description="epoch", min=0, max=0, continuous_update=False, layout=widgets.Layout(width="340px"))
+        self.epoch_slider.add_class("dmlviz-epoch")
+        self.play = widgets.Play(interval=900, min=0, max=0, description="play the epochs")
+        # the slider is the link's source: linking copies its value to the player, not the other way
+        widgets.jslink((self.epoch_slider, "value"), (self.play, "value"))
+        self.color_by = widgets.Dropdown(options=[(v, k) for k, v in COLOR_LABELS.items()], value=state.color_by, description="colour", layout=widgets.Layout(width="280px"))
+        self.split_toggle = widgets.ToggleButtons(options=[("all", "all"), ("train", "train"), ("test", "test")], value=state.split, style={"button_width": "56px"})
+        self.layout_toggle = widgets.ToggleButtons(options=[("PCA", "pca"), ("UMAP", "umap")], value=state.layout_method, style={"button_width": "60px"})
+        self.progress = widgets.IntProgress(min=0, max=1, value=0, layout=widgets.Layout(width="160px", visibility="hidden"))
+        self.status = widgets.HTML()
+        self.count = widgets.HTML()
+        self.count.add_class("dmlviz-point-count")
+        self.legend = widgets.HTML()
+        self.hover = widgets.HTML(layout=widgets.Layout(min_height="64px"))
+
+        self.epoch_slider.observe(lambda c: setattr(state, "epoch", c["new"]), "value")
+        self.color_by.observe(lambda c: setattr(state, "color_by", c["new"]), "value")
+        self.split_toggle.observe(lambda c: setattr(state, "split", c["new"]), "value")
+        self.layout_toggle.observe(lambda c: setattr(state, "layout_method", c["new"]), "value")
+        state.observe(self._on_epochs, "epochs")
+        state.observe(self._on_epoch, "epoch")
+        state.observe(self._on_rows_change, ["split", "run"])
+        state.observe(self._on_colour_change, ["color_by", "selected_class"])
+        state.observe(self._on_layout_ready, "layout_version")
+        state.observe(self._on_layout_method, "layout_method")
+        state.observe(self._on_status, ["layout_status", "layout_done", "layout_total"])
+        state.observe(self._on_marks, ["selected_sample", "highlighted"])
+
+        self._on_epochs()
+        self._on_rows_change()
+        # The widget is made from a figure that already holds the first frame: updates sent before
+        # the browser has loaded plotly's widget code can be lost (see figure.resync_on_render).
+        self.figure = go.FigureWidget(self.figure)
+        self.figure.add_class("dmlviz-figure")
+        resync_on_render(self.figure, self._on_rows_change)
+        samples = self.figure.data[0]
+        samples.on_click(self._on_click)
+        samples.on_selection(self._on_selection)
+        samples.on_hover(self._on_hover)
+        controls = widgets.HBox([self.play, self.epoch_slider, self.layout_toggle, self.progress, self.status], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        filters = widgets.HBox([self.color_by, self.split_toggle, self.count], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        super().__init__([controls, filters, self.figure, widgets.HBox([self.legend, self.hover])])
+        self.add_class("dmlviz-map")
+
+    # -- state → view ----------------------------------------------------------------------
+    def _on_epochs(self, change: Any = None) -> None:
+        epochs = self.state.epochs or [0]
+        for w in (self.epoch_slider, self.play):
+            w.max = max(epochs)
+            w.min = min(epochs)
+            w.value = self.state.epoch
+
+    def _on_epoch(self, change: Any = None) -> None:
+        self.epoch_slider.value = self.play.value = self.state.epoch
+        self.redraw()
+
+    def _on_rows_change(self, change: Any = None) -> None:
+        """The set of drawn rows changed (split filter, run): pick rows, set static hover text."""
+        state = self.state
+        if state.run is None or not state.epochs:
+            self._rows = np.array([], dtype=np.int64)
+            self.count.value = "no epochs recorded yet"
+            self.redraw()
+            return
+        snap = state.snapshot()
+        rows = np.arange(len(snap)) if state.split == "all" else np.flatnonzero(snap.split == state.split)
+        total = len(rows)
+        if total > self.max_points:
+            rng = np.random.default_rng(0)
+            rows = np.sort(rng.choice(rows, size=self.max_points, replace=False))
+            self.count.value = f"<b>showing {len(rows):,} of {total:,} points</b> (a random sample; all points are used for neighbours and metrics)"
+        else:
+            self.count.value = f"{total:,} points"
+        self._rows = rows
+        names = np.asarray(snap.class_names)
+        text = np.char.add(np.char.add("class ", names[snap.labels[rows]]), np.char.add(" · ", snap.split[rows]))
+        if snap.fine_labels is not None:
+            fine_names = np.asarray(snap.fine_names or [str(i) for i in range(snap.fine_labels.max() + 1)])
+            text = np.char.add(text, np.char.add(" · fine ", fine_names[snap.fine_labels[rows]]))
+        text = np.char.add(text, np.char.add(" · #", snap.ids[rows].astype(str)))
+        with self.figure.batch_update():
+            self.figure.data[0].text = text
+        self._legend()
+        self.redraw()
+
+    def _on_colour_change(self, change: Any = None) -> None:
+        self.redraw(points=False)
+
+    def _on_layout_ready(self, change: Any = None) -> None:
+        self.redraw()
+
+    def _on_layout_method(self, change: Any) -> None:
+        self.layout_toggle.value = change["new"]
+        self.redraw()
+
+    def _on_status(self, change: Any = None) -> None:
+        state = self.state
+        busy = bool(state.layout_status)
+        self.progress.layout.visibility = "visible" if busy else "hidden"
+        self.progress.max, self.progress.value = max(state.layout_total, 1), state.layout_done
+        self.redraw_status()
+
+    def _on_marks(self, change: Any = None) -> None:
+        self._draw_marks(self.state.layout())
+
+    # -- drawing ---------------------------------------------------------------------------
+    def redraw(self, points: bool = True) -> None:
+        """Redraw the current epoch: coordinates (if ``points``), colours, centers, marks."""
+        state = self.state
+        if state.run is None or not state.epochs or not len(self._rows):
+            with self.figure.batch_update():
+                for trace in self.figure.data:
+                    trace.x, trace.y = [], []
+            return
+        snap = state.snapshot()
+        layout = state.layout()
+        rows = self._rows
+        marker, opacity = self._colours(snap, rows)
+        centers = layout.centers.reshape(-1, 2)
+        with self.figure.batch_update():
+            samples = self.figure.data[0]
+            if points:
+                samples.x, samples.y = layout.points[rows, 0], layout.points[rows, 1]
+            samples.marker.update(marker)
+            samples.marker.opacity = opacity
+            self._draw_centers(snap, centers)
+            self._draw_marks(layout)
+        self.redraw_status(layout)
+
+    def _colours(self, snap: Any, rows: np.ndarray) -> tuple[dict, Any]:
+        """Marker colour settings (numeric codes on a discrete colorscale) and opacity for ``rows``."""
+        state = self.state
+        mode = state.color_by
+        if mode == "fine" and snap.fine_labels is None:
+            mode = "class"
+        if mode == "class":
+            codes, n = snap.labels[rows], len(snap.class_names)
+        elif mode == "fine":
+            codes, n = snap.fine_labels[rows], int(snap.fine_labels.max()) + 1
+        elif mode == "center":
+            codes, n = snap.assignments[rows], (snap.centers.shape[1] if snap.centers.size else 1)
+        else:
+            codes, n = np.where(state.nearest_correct(rows=rows), 1, 0), 2
+        scale, low, high = discrete_colorscale(n)
+        if mode == "nn":
+            scale = [[0, "#bbbbbb"], [1 / 3, "#bbbbbb"], [1 / 3, "#d62728"], [2 / 3, "#d62728"], [2 / 3, "#2ca02c"], [1, "#2ca02c"]]
+        marker = dict(color=codes.astype(np.float32), colorscale=scale, cmin=low, cmax=high, showscale=False)
+        if state.selected_class >= 0:
+            opacity = np.where(snap.labels[rows] == state.selected_class, 0.9, 0.12).astype(np.float32)
+        else:
+            opacity = 0.8
+        return marker, opacity
+
+    def _draw_centers(self, snap: Any, xy: np.ndarray) -> None:
+        trace = self.figure.data[1]
+        if not snap.centers.size:
+            trace.x, trace.y = [], []
+            return
+        n_classes, k = snap.centers.shape[:2]
+        classes = np.repeat(snap.center_classes, k)
+        index = np.tile(np.arange(k), n_classes)
+        owned = np.zeros((n_classes, k), dtype=np.int64)
+        row_of_class = {int(c): i for i, c in enumerate(snap.center_classes)}
+        has = snap.assignments >= 0
+        if has.any():
+            class_rows = np.array([row_of_class.get(int(c), -1) for c in snap.labels[has]])
+            np.add.at(owned, (class_rows, snap.assignments[has]), 1)
+        names = np.asarray(snap.class_names)
+        learned = snap.centers_kind == "learned"
+        what = "center" if learned else "class mean"
+        text = [f"class {names[c]} · {what} {i}" + (f" · owns {o} samples" if learned else "") for c, i, o in zip(classes, index, owned.ravel())]
+        colours = colour_array(classes, len(snap.class_names))
+        sizes = np.where(classes == self.state.selected_class, 18, 12) if self.state.selected_class >= 0 else 12
+        trace.update(
+            x=xy[:, 0], y=xy[:, 1], text=text, name="centers (learned)" if learned else "class means (this loss has no centers)",
+            marker=dict(color=colours.tolist(), size=sizes, symbol="diamond" if learned else "x"),
+        )
+
+    def _draw_marks(self, layout: Any) -> None:
+        state = self.state
+        neighbours, selected = self.figure.data[2], self.figure.data[3]
+        if state.selected_sample >= 0 and state.run is not None and state.epochs:
+            row = state.selected_sample
+            selected.x, selected.y = [layout.points[row, 0]], [layout.points[row, 1]]
+            rows = np.asarray(state.highlighted, dtype=np.int64)
+            snap = state.snapshot()
+            right = snap.labels[rows] == snap.labels[row]
+            neighbours.x, neighbours.y = layout.points[rows, 0], layout.points[rows, 1]
+            neighbours.marker.color = np.where(right, "#2ca02c", "#d62728").tolist()
+        else:
+            selected.x, selected.y, neighbours.x, neighbours.y = [], [], [], []
+
+    def redraw_status(self, layout: Any = None) -> None:
+        """The line that says which layout is shown and how faithful it is."""
+        state = self.state
+        if state.run is None or not state.epochs:
+            self.status.value = ""
+            return
+        layout = layout or state.layout()
+        shown = layout.method.upper()
+        note = ""
+        if state.layout_method != layout.method:
+            note = f" — {state.layout_status or state.layout_method.upper() + ' not ready'}"
+        elif state.layout_status:
+            note = f" — {state.layout_status}"
+        self.status.value = (
+            f'<span class="dmlviz-layout-status">{shown}, epoch {state.epoch}: k-NN preservation '
+            f"<b>{layout.quality:.2f}</b> (share of each point's 10 nearest neighbours kept in 2-D){html.escape(note)}</span>"
+        )
+
+    def _legend(self) -> None:
+        snap = self.state.snapshot()
+        names = snap.class_names
+        colours = palette(len(names))
+        chips = "".join(
+            f'<span style="display:inline-block;margin:1px 6px 1px 0;white-space:nowrap"><span style="display:inline-block;width:10px;height:10px;'
+            f'background:{c};margin-right:3px"></span>{html.escape(n)}</span>' for n, c in zip(names, colours)
+        )
+        self.legend.value = f'<div style="max-height:72px;overflow-y:auto;font-size:11px;max-width:520px">{chips}</div>'
+
+    # -- view → state ----------------------------------------------------------------------
+    def _row_of(self, points: Any) -> list[int]:
+        return [int(self._rows[i]) for i in points.point_inds if 0 <= i < len(self._rows)]
+
+    def _on_click(self, trace: Any, points: Any, selector: Any) -> None:
+        rows = self._row_of(points)
+        if rows:
+            self.state.selected_sample = rows[0]
+
+    def _on_selection(self, trace: Any, points: Any, selector: Any) -> None:
+        self.state.selection = self._row_of(points)
+
+    def _on_hover(self, trace: Any, points: Any, state: Any) -> None:
+        rows = self._row_of(points)
+        if not rows:
+            return
+        snap = self.state.snapshot()
+        row = rows[0]
+        label = html.escape(snap.class_names[snap.labels[row]])
+        picture = ""
+        if snap.thumbnails is not None:
+            picture = f'<img src="{png_data_uri(snap.thumbnails[row])}" width="56" height="56" style="image-rendering:pixelated;float:left;margin-right:6px">'
+        fine = f"<br>fine: {html.escape((snap.fine_names or [])[snap.fine_labels[row]] if snap.fine_names else str(snap.fine_labels[row]))}" if snap.fine_labels is not None else ""
+        self.hover.value = f"<div>{picture}<b>class {label}</b><br>{snap.split[row]} · #{snap.ids[row]}{fine}</div>"

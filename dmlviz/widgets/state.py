@@ -1,0 +1,190 @@
+"""ExplorerState: the one shared state every view observes and changes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+import traitlets
+
+from ..runs import Run, Snapshot
+
+logger = logging.getLogger(__name__)
+
+COLOR_BY = ("class", "fine", "center", "nn")
+LAYOUTS = ("pca", "umap")
+SPLITS = ("all", "train", "test")
+
+
+class ExplorerState(traitlets.HasTraits):
+    """Run, epoch, selected class and sample, colour-by, layout method, split filter, ε.
+
+    Views observe these traits and set them; they never call each other. Data derived from
+    the run (snapshots, layouts, neighbours) is read through the state's cached accessors.
+    """
+
+    run = traitlets.Instance(Run, allow_none=True)
+    epochs = traitlets.List(traitlets.Int(), help="recorded epochs of the run")
+    epoch = traitlets.Int(0)
+    selected_class = traitlets.Int(-1, help="class id, -1 for none")
+    selected_sample = traitlets.Int(-1, help="row of the probe set, -1 for none")
+    highlighted = traitlets.List(traitlets.Int(), help="probe rows drawn highlighted (the neighbours)")
+    selection = traitlets.List(traitlets.Int(), help="probe rows picked with the lasso or box")
+    color_by = traitlets.Enum(COLOR_BY, default_value="class")
+    layout_method = traitlets.Enum(LAYOUTS, default_value="pca")
+    split = traitlets.Enum(SPLITS, default_value="all")
+    eps = traitlets.Float(0.05)
+    layout_status = traitlets.Unicode("", help="what the layout worker is doing")
+    layout_done = traitlets.Int(0, help="layouts computed by the background job")
+    layout_total = traitlets.Int(0, help="layouts the background job has to compute")
+    layout_version = traitlets.Int(0, help="bumped when a new layout is ready")
+
+    def __init__(self, run: Run | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lock = threading.RLock()
+        self._projectors: dict[str, Any] = {}
+        if run is not None:
+            self.run = run
+
+    # -- run and epochs --------------------------------------------------------------------
+    @traitlets.observe("run")
+    def _on_run(self, change: dict) -> None:
+        self._snapshot.cache_clear()
+        self._nearest.cache_clear()
+        self._projectors = {}
+        run = change["new"]
+        self.epochs = run.epochs if run is not None else []
+        self.selected_sample, self.selected_class, self.highlighted, self.selection = -1, -1, [], []
+        self.eps = float(run.config.get("eps", 0.05)) if run is not None else 0.05
+        self.epoch = self.epochs[-1] if self.epochs else 0
+
+    @traitlets.validate("epoch")
+    def _snap_epoch(self, proposal: dict) -> int:
+        epochs = self.epochs
+        if not epochs:
+            return int(proposal["value"])
+        value = int(proposal["value"])
+        return min(epochs, key=lambda e: (abs(e - value), e))
+
+    def refresh(self) -> list[int]:
+        """Look for epochs a live run has written since; return the new ones."""
+        if self.run is None:
+            return []
+        self.run.refresh()
+        epochs = self.run.epochs
+        new = sorted(set(epochs) - set(self.epochs))
+        if new:
+            self.compute_layouts()
+        if epochs != self.epochs:
+            follow = not self.epochs or self.epoch == self.epochs[-1]
+            self.epochs = epochs
+            if follow and epochs:
+                self.epoch = epochs[-1]
+        return new
+
+    # -- derived data ----------------------------------------------------------------------
+    def snapshot(self, epoch: int | None = None) -> Snapshot:
+        """The snapshot of ``epoch`` (default: the current one), cached."""
+        return self._snapshot(self.epoch if epoch is None else int(epoch))
+
+    @functools.lru_cache(maxsize=8)
+    def _snapshot(self, epoch: int) -> Snapshot:
+        return self.run.snapshot(epoch)
+
+    def projector(self, method: str | None = None) -> Any:
+        """The Projector of ``method`` (default: the current layout method) for this run."""
+        from ..projection import Projector
+
+        method = method or self.layout_method
+        with self._lock:
+            if method not in self._projectors:
+                self._projectors[method] = Projector(self.run, method=method)
+            return self._projectors[method]
+
+    @traitlets.observe("layout_method")
+    def _on_layout_method(self, change: dict) -> None:
+        if change["new"] != "pca":
+            self.compute_layouts()
+
+    def compute_layouts(self) -> None:
+        """Start (or continue) computing the layouts of the current method in the background."""
+        if self.run is None or self.layout_method == "pca":
+            return
+        projector = self.projector()
+        missing = projector.missing()
+        if not missing:
+            self.layout_status = ""
+            return
+        job = getattr(self, "_job", None)
+        if job is not None and not job.done:
+            return
+        name = self.layout_method.upper()
+        self.layout_done, self.layout_total = 0, len(missing)
+        self.layout_status = f"computing {name} layouts: 0/{len(missing)} epochs (showing PCA until ready)"
+
+        def on_progress(done: int, total: int) -> None:
+            self.layout_done, self.layout_total = done, total
+            self.layout_status = f"computing {name} layouts: {done}/{total} epochs" if done < total else ""
+
+        def on_layout(epoch: int, layout: Any) -> None:
+            self.layout_version += 1
+
+        self._job = projector.start_background(on_layout=on_layout, on_progress=on_progress)
+
+    def layout(self, epoch: int | None = None) -> Any:
+        """The 2-D layout of ``epoch`` in the current method, or the PCA one while UMAP is not ready."""
+        epoch = self.epoch if epoch is None else epoch
+        if self.layout_method != "pca":
+            cached = self.projector().cached(epoch)
+            if cached is not None:
+                return cached
+        return self.projector("pca").get(epoch)
+
+    def nearest(self, row: int, k: int = 8, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest probe rows to ``row`` in the embedding (cosine, same split, self excluded) and their similarities."""
+        return self._nearest(self.epoch if epoch is None else int(epoch), int(row), int(k))
+
+    @functools.lru_cache(maxsize=256)
+    def _nearest(self, epoch: int, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        snap = self.snapshot(epoch)
+        pool = np.flatnonzero(snap.split == snap.split[row])
+        sims = snap.embeddings[pool] @ snap.embeddings[row]
+        sims[pool == row] = -np.inf
+        k = min(k, len(pool) - 1)
+        if k <= 0:
+            return np.array([], dtype=np.int64), np.array([], dtype=np.float32)
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return pool[top], sims[top]
+
+    def top1(self, rows: np.ndarray, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest neighbour (probe row) and its cosine for each of ``rows``, within the row's split."""
+        return _top1(self.snapshot(epoch), np.asarray(rows, dtype=np.int64))
+
+    def nearest_correct(self, epoch: int | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+        """bool per probe row (or per ``rows``): is its nearest neighbour (same split) of the same class?"""
+        snap = self.snapshot(epoch)
+        rows = np.arange(len(snap)) if rows is None else np.asarray(rows, dtype=np.int64)
+        nn, _ = _top1(snap, rows)
+        return snap.labels[nn] == snap.labels[rows]
+
+
+def _top1(snap: Snapshot, rows: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Chunked exact top-1 (cosine) of ``rows`` among the other samples of their split."""
+    best = np.zeros(len(rows), dtype=np.int64)
+    best_sim = np.full(len(rows), -np.inf, dtype=np.float32)
+    for split in np.unique(snap.split[rows]):
+        pool = np.flatnonzero(snap.split == split)
+        where = np.flatnonzero(snap.split[rows] == split)
+        ref = snap.embeddings[pool]
+        for start in range(0, len(where), chunk):
+            w = where[start : start + chunk]
+            q = rows[w]
+            sims = snap.embeddings[q] @ ref.T
+            sims[np.arange(len(q)), np.searchsorted(pool, q)] = -np.inf
+            arg = np.argmax(sims, axis=1)
+            best[w], best_sim[w] = pool[arg], sims[np.arange(len(q)), arg]
+    return best, best_sim
