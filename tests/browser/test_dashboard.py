@@ -55,6 +55,7 @@ def test_map_epochs_neighbours_classes_merge(page, server, browser_runs, shot):
     shot(page, "explorer-neighbours")
 
     # choosing a class shows its centers' galleries
+    page.locator(".lm-TabBar-tab", has_text="Class inspector").click()
     page.locator(".dmlviz-class-select select").select_option(label="2|7")
     page.wait_for_selector(".dmlviz-center-gallery", timeout=30_000)
     assert page.locator(".dmlviz-center-gallery").count() == 3

@@ -1,0 +1,251 @@
+"""Widget logic without a browser: build each view on a small run, drive its callbacks, check state and figure data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import dmlviz
+from dmlviz.widgets import (
+    ClassInspector, Explorer, ExplorerState, MapView, MergeTimeline, MetricsView, NeighborsView, RunChooser, resolve_run,
+)
+from dmlviz.widgets.colors import palette
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """digits-pairs (images, fine labels), SoftTriple K=3, 2 epochs."""
+    out = tmp_path_factory.mktemp("wruns") / "digits"
+    return dmlviz.train("digits-pairs", "linear", "softtriple", epochs=2, batch_size=64, embedding_dim=16, split="samples",
+                        centers_per_class=3, out=out, progress=False)
+
+
+def _points(ids):
+    return SimpleNamespace(point_inds=list(ids), xs=[], ys=[])
+
+
+def test_map_draws_every_point_and_centers_and_follows_the_epoch(small_run):
+    state = ExplorerState(small_run)
+    view = MapView(state)
+    samples, centers = view.figure.data[0], view.figure.data[1]
+    assert len(samples.x) == 320 and len(centers.x) == 4 * 3
+    assert state.epoch == 3 and view.epoch_slider.value == 3 and view.epoch_slider.max == 3
+    before = np.array(samples.x)
+    view.epoch_slider.value = 0  # the user moves the slider
+    assert state.epoch == 0
+    assert not np.allclose(np.array(view.figure.data[0].x), before)
+    layout = state.layout(0)
+    np.testing.assert_allclose(view.figure.data[0].x, layout.points[:, 0], rtol=1e-6)
+
+
+def test_map_colour_modes_split_filter_and_selection(small_run):
+    state = ExplorerState(small_run)
+    view = MapView(state)
+    snap = state.snapshot()
+    np.testing.assert_array_equal(view.figure.data[0].marker.color, snap.labels)
+    state.color_by = "fine"
+    np.testing.assert_array_equal(view.figure.data[0].marker.color, snap.fine_labels)
+    state.color_by = "center"
+    np.testing.assert_array_equal(view.figure.data[0].marker.color, snap.assignments)
+    state.color_by = "nn"
+    assert set(np.unique(view.figure.data[0].marker.color)) <= {0.0, 1.0}
+    view.split_toggle.value = "test"
+    assert state.split == "test" and len(view.figure.data[0].x) == int((snap.split == "test").sum())
+    # lasso selection and click map trace indices back to probe rows
+    view._on_selection(None, _points([0, 1, 2]), None)
+    test_rows = np.flatnonzero(snap.split == "test")
+    assert state.selection == test_rows[:3].tolist()
+    view._on_click(None, _points([5]), None)
+    assert state.selected_sample == test_rows[5]
+    assert len(view.figure.data[3].x) == 1  # the selected sample is ringed
+    state.selected_class = 2
+    opacity = np.array(view.figure.data[0].marker.opacity)
+    assert opacity[snap.labels[test_rows] == 2].min() > opacity[snap.labels[test_rows] != 2].max()
+
+
+def test_map_samples_above_the_point_limit_and_says_so(small_run):
+    view = MapView(ExplorerState(small_run), max_points=100)
+    assert len(view.figure.data[0].x) == 100
+    assert "showing 100 of 320 points" in view.count.value
+
+
+def test_neighbours_are_found_in_the_embedding_and_highlighted(image_run):
+    state = ExplorerState(image_run)
+    view = NeighborsView(state, k=8)
+    snap = state.snapshot()
+    row = int(np.flatnonzero(snap.split == "test")[0])
+    state.selected_sample = row
+    assert len(state.highlighted) == 8 and row not in state.highlighted
+    assert (snap.split[state.highlighted] == "test").all()
+    sims = snap.embeddings[state.highlighted] @ snap.embeddings[row]
+    others = np.flatnonzero((snap.split == "test") & (np.arange(len(snap)) != row))
+    best = np.sort(snap.embeddings[others] @ snap.embeddings[row])[::-1][:8]
+    np.testing.assert_allclose(np.sort(sims)[::-1], best, rtol=1e-5)
+    assert view.results.value.count("dmlviz-tile") == 8 and view.results.value.count("<img") == 8
+    right = (snap.labels[state.highlighted] == snap.labels[row]).sum()
+    assert view.results.value.count("✓") == right and f"{right} of 8 neighbours right" in view.query.value
+    # the worst-queries list: wrong nearest neighbours, choosing one selects it
+    assert view.worst.options
+    label, chosen = view.worst.options[0]
+    view.worst.value = chosen
+    assert state.selected_sample == chosen and "nearest is" in label
+
+
+def test_class_inspector_shows_each_centers_samples_and_purity(image_run):
+    state = ExplorerState(image_run)
+    view = ClassInspector(state)
+    view.select.value = 2
+    assert state.selected_class == 2
+    assert view.galleries.value.count("dmlviz-center-gallery") == 3
+    assert "purity against fine labels" in view.summary.value and "class 2|7" in view.summary.value
+    z = np.array(view.heatmap.data[0].z)
+    assert z.shape == (3, 3)
+    np.testing.assert_allclose(np.diag(z), 1.0, atol=1e-5)
+    owned = sum(int(n) for n in __import__("re").findall(r"owns <b>(\d+)</b>", view.galleries.value))
+    assert owned == int((state.snapshot().labels == 2).sum())
+
+
+def test_merge_timeline_recomputes_with_eps_and_moves_the_epoch(small_run):
+    state = ExplorerState(small_run)
+    view = MergeTimeline(state)
+    epochs, classes, table = view.table()
+    assert epochs == [0, 1, 2, 3] and table.shape == (4, 4)
+    np.testing.assert_array_equal(table[:, -1], state.snapshot(3).effective_k)
+    view.eps.value = 2.0  # unit vectors are at most 2 apart: (almost) one group per class
+    assert state.eps == 2.0 and (np.array(view.figure.data[0].z) == 1).all()
+    view._on_click(None, SimpleNamespace(xs=[1], point_inds=[0]), None)
+    assert state.epoch == 1
+    assert view.figure.layout.shapes[0].x0 == 1
+
+
+def test_metrics_view_draws_metrics_and_moves_the_epoch(small_run):
+    state = ExplorerState(small_run)
+    view = MetricsView(state)
+    names = {t.name for t in view.figure.data}
+    assert {"recall@1", "map@r", "nmi", "purity", "loss"} <= names
+    recall = next(t for t in view.figure.data if t.name == "recall@1")
+    assert list(recall.x) == [0, 1, 2, 3]
+    loss = next(t for t in view.figure.data if t.name == "loss")
+    assert loss.y[0] is None  # epoch 0 has no training loss: a gap, never NaN in a widget message
+    json.dumps(view.figure.to_plotly_json(), allow_nan=False, default=lambda o: o.tolist())
+    view._on_click(None, SimpleNamespace(xs=[2], point_inds=[2]), None)
+    assert state.epoch == 2 and "epoch 2" in view.summary.value
+
+
+def test_explorer_composes_the_views_with_their_css_classes(image_run):
+    explorer = Explorer(image_run)
+    classes = set()
+
+    def walk(widget):
+        classes.update(getattr(widget, "_dom_classes", ()))
+        for child in getattr(widget, "children", ()):
+            walk(child)
+
+    walk(explorer)
+    assert {"dmlviz-map", "dmlviz-epoch", "dmlviz-neighbors", "dmlviz-class-select", "dmlviz-merge-timeline", "dmlviz-metrics"} <= classes
+    explorer.state.selected_class = 1
+    assert explorer.side.selected_index == 1
+    explorer.close()
+
+
+def test_live_run_picks_up_new_epochs(small_run, tmp_path):
+    live = tmp_path / "live"
+    shutil.copytree(small_run.path, live)
+    held = live.parent / "held.npz"
+    shutil.move(live / "epoch_0003.npz", held)
+    info = json.loads((live / "run.json").read_text())
+    (live / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    explorer = Explorer(live, watch=0)
+    assert explorer.state.epochs == [0, 1, 2] and explorer.state.epoch == 2
+    assert "still being written" in explorer.header.value
+    shutil.move(held, live / "epoch_0003.npz")
+    (live / "run.json").write_text(json.dumps(info))
+    assert explorer.refresh() == [3]
+    assert explorer.state.epoch == 3 and explorer.map.epoch_slider.max == 3
+    assert "[finished]" in explorer.header.value
+    explorer.close()
+
+
+def test_failed_run_shows_its_error(small_run, tmp_path):
+    failed = tmp_path / "failed"
+    shutil.copytree(small_run.path, failed)
+    info = json.loads((failed / "run.json").read_text())
+    info.update(status="failed", error="the loss became nan during epoch 4; hint: lower la")
+    (failed / "run.json").write_text(json.dumps(info))
+    explorer = Explorer(failed)
+    assert "This run failed" in explorer.header.value and "lower la" in explorer.header.value
+    assert len(explorer.map.figure.data[0].x) == 320
+    explorer.close()
+
+
+def test_loss_without_centers_draws_labelled_class_means(small_synthetic, tmp_path):
+    run = dmlviz.train(small_synthetic, "linear", "multisimilarity", epochs=1, batch_size=32, embedding_dim=8, split="samples", out=tmp_path / "ms", progress=False)
+    state = ExplorerState(run)
+    view = MapView(state)
+    assert "class means" in view.figure.data[1].name and len(view.figure.data[1].x) == 4
+    inspector = ClassInspector(state)
+    state.selected_class = 0
+    assert "class mean" in inspector.summary.value
+    assert "no centers" in MergeTimeline(state).note.value
+
+
+def test_k1_and_class_split_test_classes(small_synthetic, tmp_path):
+    run = dmlviz.train(small_synthetic, "linear", "softmax", epochs=1, batch_size=32, embedding_dim=8, split="classes", out=tmp_path / "k1", progress=False)
+    state = ExplorerState(run)
+    view = MapView(state)
+    assert len(view.figure.data[1].x) == 2  # centers only for the 2 training classes, K = 1
+    inspector = ClassInspector(state)
+    state.selected_class = 3  # a test class: no center
+    assert "no centers" in inspector.summary.value
+    state.selected_class = 0
+    assert inspector.galleries.value.count("dmlviz-center-gallery") == 1
+    state.color_by = "center"
+    assert (np.array(view.figure.data[0].marker.color)[state.snapshot().labels >= 2] == -1).all()
+
+
+def test_hundred_classes_keep_distinct_colours_and_a_readable_legend(tmp_path):
+    from dmlviz.data import synthetic
+
+    data = synthetic(classes=100, modes_per_class=1, dim=8, samples_per_mode=6, seed=2)
+    run = dmlviz.train(data, "linear", "proxyanchor", epochs=1, batch_size=64, embedding_dim=8, split="samples", out=tmp_path / "c100", progress=False)
+    assert len(set(palette(100))) == 100
+    view = MapView(ExplorerState(run))
+    assert view.legend.value.count("background:#") == 100 and "overflow-y:auto" in view.legend.value
+    timeline = MergeTimeline(ExplorerState(run), max_classes=60)
+    assert len(timeline.figure.data[0].y) == 60 and "60 classes" in timeline.note.value
+
+
+@pytest.mark.slow
+def test_fifty_thousand_points_are_sampled_and_announced(tmp_path):
+    from dmlviz.data import synthetic
+
+    data = synthetic(classes=10, modes_per_class=2, dim=8, samples_per_mode=2500, seed=3)
+    run = dmlviz.train(data, "linear", "softtriple", epochs=1, batch_size=512, embedding_dim=8, split="samples",
+                       centers_per_class=2, probe_size=50_000, out=tmp_path / "big", progress=False)
+    state = ExplorerState(run)
+    assert len(state.snapshot()) == 50_000
+    view = MapView(state)
+    assert len(view.figure.data[0].x) == 20_000 and "showing 20,000 of 50,000 points" in view.count.value
+    view._on_click(None, _points([0]), None)
+    assert state.selected_sample >= 0
+    neighbours = NeighborsView(state)
+    assert len(state.highlighted) == 8 and neighbours.worst.options
+
+
+def test_run_chooser_and_run_names(small_run, tmp_path):
+    empty = RunChooser(tmp_path / "nothing-here")
+    assert "No runs in" in empty.message.value and not empty.select.options
+    root = small_run.path.parent
+    chooser = RunChooser(root, initial=small_run.name)
+    assert chooser.select.value == small_run.name and isinstance(chooser.body.children[0], Explorer)
+    for bad in ("..", "../x", "/etc", "a/b", ""):
+        with pytest.raises(ValueError):
+            resolve_run(root, bad)
+    with pytest.raises(FileNotFoundError, match="no run named 'nope'"):
+        resolve_run(root, "nope")
+    refused = RunChooser(root, initial="..")
+    assert "not a plain folder name" in refused.message.value and refused.select.value is None
