@@ -1,4 +1,4 @@
-"""The command line: ``dmlviz train | demo | eval``."""
+"""The command line: ``dmlviz train | demo | serve | eval``."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--embedding-dim", type=int, default=64, help="embedding dimension (default: %(default)s)")
     p.add_argument("--split", choices=SPLITS, default="classes", help="classes: train on the first half of the classes, test on the rest; samples: hold out --test-fraction of each class (default: %(default)s)")
     p.add_argument("--test-fraction", type=float, default=0.5, help="held-out fraction with --split samples (default: %(default)s)")
-    p.add_argument("--m-per-class", type=int, default=None, help="m samples per class in each batch (default: 4 for pair losses, random batches otherwise)")
+    p.add_argument("--m-per-class", type=int, default=None, help="m samples per class in each batch (default: min(4, batch-size / 2) for pair losses, random batches otherwise)")
     p.add_argument("--probe-size", type=int, default=5000, help="samples recorded every epoch (default: %(default)s)")
     p.add_argument("--eps", type=float, default=0.05, help="centers closer than this are merged when counting effective K (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -86,7 +86,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     runs = demo_runs(args.runs_dir, epochs=args.epochs, progress=not args.no_progress)
     print(format_summary([summarize(run) for run in runs.values()]))
     print(f"\nruns in {args.runs_dir}/")
-    return 0
+    if args.no_serve:
+        return 0
+    from .serve import serve
+
+    return serve(args.runs_dir, port=args.port, host=args.host, notebook="softtriple_lesson.ipynb")
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    return serve(args.runs_dir, port=args.port, host=args.host, preheat=not args.no_preheat)
+
+
+def _add_serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8866, help="port (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind; anything but 127.0.0.1/localhost exposes the runs to the network (default: %(default)s)")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -112,7 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs", help="where the demo runs go (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=30, help="epochs per run (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-serve", action="store_true", help="only train and print the comparison; do not serve the lesson")
+    _add_serve_args(p)
     p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("serve", help="serve the explorer and lesson dashboards (Voila) over the runs in RUNS_DIR")
+    p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder holding run folders")
+    p.add_argument("--no-preheat", action="store_true", help="start a kernel per page instead of keeping one ready")
+    _add_serve_args(p)
+    p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("eval", help="print the metrics a run recorded")
     p.add_argument("run", help="a run folder")
     p.add_argument("--epoch", type=int, default=None, help="only this epoch")

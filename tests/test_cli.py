@@ -30,6 +30,17 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "does not take ['mining']" in capsys.readouterr().err
 
 
+def test_a_diverged_run_exits_1(tmp_path, capsys, monkeypatch):
+    from dmlviz.training import trainer
+
+    monkeypatch.setattr(trainer, "_train_epoch", lambda *args: {"loss": float("nan"), "seconds": 0.0})
+    rc = main(["train", "--dataset", "digits-pairs", "--loss", "softmax", "--epochs", "2", "--split", "samples",
+               "--embedding-dim", "8", "--out", str(tmp_path / "nan"), "--no-progress"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "TrainingDivergedError: the loss became nan during epoch 1; the run stopped and keeps epoch 0" in err
+
+
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "dmlviz.cli", "train", "--help"], capture_output=True, text=True, check=True)
     for flag in ("--resume", "--centers-per-class", "--split", "--m-per-class", "--device"):

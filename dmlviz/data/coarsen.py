@@ -18,7 +18,8 @@ def coarsen(
 ) -> ArrayDataset:
     """Relabel class c as ``mapping[c]``; the old labels become ``fine_labels``.
 
-    ``mapping`` gives a coarse class (0..C'-1) for every fine class of ``dataset``.
+    ``mapping`` gives a coarse class (0..C'-1) for every class of ``dataset``. A dataset that
+    already has fine labels (e.g. synthetic modes) keeps them: they are the finer truth.
     """
     num_fine = dataset.num_classes
     if isinstance(mapping, Mapping):
@@ -40,8 +41,8 @@ def coarsen(
         table[dataset.labels],
         name=name or f"{dataset.name}-coarse",
         class_names=class_names,
-        fine_labels=dataset.labels.copy(),
-        fine_names=dataset.class_names,
+        fine_labels=dataset.labels.copy() if dataset.fine_labels is None else dataset.fine_labels.copy(),
+        fine_names=dataset.class_names if dataset.fine_labels is None else dataset.fine_names,
         images=dataset.images,
     )
 

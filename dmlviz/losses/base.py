@@ -14,7 +14,10 @@ class DMLLoss(nn.Module):
     After each call, ``terms`` holds the named parts of the last value (detached floats),
     e.g. ``{"classification": ..., "regularizer": ...}``. ``centers()`` returns unit vectors
     [C, K, D] for losses that learn centers or proxies, ``None`` for pair losses.
-    Subclasses implement :meth:`compute`, returning a dict of named terms whose sum is the loss.
+    Subclasses implement :meth:`compute`, returning a dict of named terms whose sum is the loss,
+    and record every constructor parameter but ``num_classes`` and ``embedding_dim`` in
+    ``hparams`` (plain numbers and strings), so that ``type(loss)(C, D, **loss.hparams)``
+    rebuilds the same loss: the trainer stores them in run.json and resumes from them.
     """
 
     name: ClassVar[str] = "loss"
@@ -28,6 +31,7 @@ class DMLLoss(nn.Module):
         self.num_classes = int(num_classes)
         self.embedding_dim = int(embedding_dim)
         self.terms: dict[str, float] = {}
+        self.hparams: dict[str, int | float | str] = {}
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss of a batch: embeddings [B, D], labels [B] in 0..C-1 → scalar tensor."""

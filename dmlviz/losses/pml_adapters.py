@@ -47,6 +47,7 @@ class Triplet(_PMLLoss):
         miner = pml_miners.BatchHardMiner() if mining == "hard" else pml_miners.TripletMarginMiner(margin=margin, type_of_triplets=mining)
         super().__init__(num_classes, embedding_dim, pml_losses.TripletMarginLoss(margin=margin), miner)
         self.margin, self.mining = margin, mining
+        self.hparams = dict(margin=margin, mining=mining)
 
     def center_parameters(self) -> list[torch.nn.Parameter]:
         """No centers."""
@@ -63,12 +64,19 @@ class MultiSimilarity(_PMLLoss):
     def __init__(
         self, num_classes: int, embedding_dim: int, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, epsilon: float = 0.1
     ) -> None:
+        hparams = dict(
+            alpha=check_positive_float("alpha", alpha),
+            beta=check_positive_float("beta", beta),
+            base=check_positive_float("base", base, allow_zero=True),
+            epsilon=check_positive_float("epsilon", epsilon, allow_zero=True),
+        )
         super().__init__(
             num_classes,
             embedding_dim,
-            pml_losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base),
-            pml_miners.MultiSimilarityMiner(epsilon=epsilon),
+            pml_losses.MultiSimilarityLoss(alpha=hparams["alpha"], beta=hparams["beta"], base=hparams["base"]),
+            pml_miners.MultiSimilarityMiner(epsilon=hparams["epsilon"]),
         )
+        self.hparams = hparams
 
     def center_parameters(self) -> list[torch.nn.Parameter]:
         """No centers."""
@@ -83,7 +91,9 @@ class Circle(_PMLLoss):
     needs_pairs = True
 
     def __init__(self, num_classes: int, embedding_dim: int, m: float = 0.4, gamma: float = 80.0) -> None:
-        super().__init__(num_classes, embedding_dim, pml_losses.CircleLoss(m=check_positive_float("m", m), gamma=check_positive_float("gamma", gamma)))
+        m, gamma = check_positive_float("m", m), check_positive_float("gamma", gamma)
+        super().__init__(num_classes, embedding_dim, pml_losses.CircleLoss(m=m, gamma=gamma))
+        self.hparams = dict(m=m, gamma=gamma)
 
     def center_parameters(self) -> list[torch.nn.Parameter]:
         """No centers."""
@@ -97,11 +107,13 @@ class ProxyNCA(_ProxyLoss):
     name = "proxynca"
 
     def __init__(self, num_classes: int, embedding_dim: int, softmax_scale: float = 1.0) -> None:
+        softmax_scale = check_positive_float("softmax_scale", softmax_scale)
         super().__init__(
             check_positive_int("num_classes", num_classes),
             embedding_dim,
-            pml_losses.ProxyNCALoss(num_classes, embedding_dim, softmax_scale=check_positive_float("softmax_scale", softmax_scale)),
+            pml_losses.ProxyNCALoss(num_classes, embedding_dim, softmax_scale=softmax_scale),
         )
+        self.hparams = dict(softmax_scale=softmax_scale)
 
 
 @register("proxyanchor")
@@ -111,8 +123,10 @@ class ProxyAnchor(_ProxyLoss):
     name = "proxyanchor"
 
     def __init__(self, num_classes: int, embedding_dim: int, margin: float = 0.1, alpha: float = 32.0) -> None:
+        margin, alpha = check_positive_float("margin", margin), check_positive_float("alpha", alpha)
         super().__init__(
             check_positive_int("num_classes", num_classes),
             embedding_dim,
-            pml_losses.ProxyAnchorLoss(num_classes, embedding_dim, margin=check_positive_float("margin", margin), alpha=check_positive_float("alpha", alpha)),
+            pml_losses.ProxyAnchorLoss(num_classes, embedding_dim, margin=margin, alpha=alpha),
         )
+        self.hparams = dict(margin=margin, alpha=alpha)

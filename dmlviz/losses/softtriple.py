@@ -42,6 +42,7 @@ class SoftTriple(DMLLoss):
         self.gamma = check_positive_float("gamma", gamma)
         self.tau = check_positive_float("tau", tau, allow_zero=True)
         self.margin = check_positive_float("margin", margin, allow_zero=True)
+        self.hparams = dict(centers_per_class=self.centers_per_class, la=self.la, gamma=self.gamma, tau=self.tau, margin=self.margin)
         self.weight = nn.Parameter(torch.empty(embedding_dim, num_classes * centers_per_class))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
@@ -95,3 +96,4 @@ class NormalizedSoftmax(SoftTriple):
 
     def __init__(self, num_classes: int, embedding_dim: int, la: float = 20.0, margin: float = 0.01) -> None:
         super().__init__(num_classes, embedding_dim, centers_per_class=1, la=la, tau=0.0, margin=margin)
+        self.hparams = dict(la=self.la, margin=self.margin)

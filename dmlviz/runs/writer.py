@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -32,25 +32,41 @@ class RunExistsError(FileExistsError):
 class RunWriter:
     """Writes one run folder; every file goes to a temporary name first and is renamed into place."""
 
+    #: Settings that may differ on resume: the length of the run and where it runs.
+    RESUMABLE_ANYWAY = frozenset({"epochs", "device", "amp"})
+    #: Settings that may also change when resuming a failed run (to get past a NaN).
+    CHANGEABLE_AFTER_FAILURE = frozenset({"lr", "center_lr", "loss_params"})
+
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.info: dict[str, Any] = {}
 
     # -- opening ---------------------------------------------------------------------------
-    def start(self, config: dict[str, Any], versions: dict[str, str], *, resume: bool, overwrite: bool) -> int:
-        """Create the run, or reopen it for ``resume``; return the last complete epoch (-1 if none)."""
-        run_json = self.path / layout.RUN_JSON
-        if run_json.exists():
-            existing = json.loads(run_json.read_text())
-            if resume:
-                self._check_same(existing.get("config", {}), config)
-                self.info = existing
-                last = self._last_complete_epoch()
-                self._discard_after(last)
-                self.info.update(status="running", error=None, updated=_now())
-                self.info["config"]["epochs"] = config["epochs"]
-                write_json(run_json, self.info)
-                return last
+    def start(
+        self,
+        config: dict[str, Any],
+        versions: dict[str, str],
+        *,
+        resume: bool,
+        overwrite: bool,
+        restore: Callable[[dict[str, Any]], None] | None = None,
+    ) -> int:
+        """Create the run, or reopen it for ``resume``; return the last complete epoch (-1 if none).
+
+        On resume, ``restore`` is called with the checkpoint before anything is written, so a
+        checkpoint that does not fit the new model or loss leaves the folder as it was.
+        ``overwrite`` replaces a dmlviz run (its own files only); a folder that holds other
+        things and no dmlviz run is never written into.
+        """
+        existing = self._existing_run()
+        if resume:
+            if existing is None:
+                raise FileNotFoundError(
+                    f"resume=True needs out= pointing at an existing run; {str(self.path)!r} has no dmlviz "
+                    f"{layout.RUN_JSON} (schema {layout.SCHEMA!r})"
+                )
+            return self._reopen(existing, config, restore)
+        if existing is not None:
             if not overwrite:
                 raise RunExistsError(
                     f"out={str(self.path)!r} already holds a run (status {existing.get('status')!r}, loss "
@@ -58,13 +74,12 @@ class RunWriter:
                     "overwrite=True to replace it, or choose another out folder"
                 )
             self._clear()
-        elif self.path.exists() and any(self.path.iterdir()):
-            if not overwrite:
-                raise RunExistsError(
-                    f"out={str(self.path)!r} is not empty and is not a dmlviz run; choose a new or empty folder "
-                    "(or overwrite=True to clear it)"
-                )
-            self._clear()
+        elif self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise RunExistsError(
+                f"out={str(self.path)!r} is not empty and is not a dmlviz run (it has no {layout.RUN_JSON} of schema "
+                f"{layout.SCHEMA!r}), so dmlviz neither writes into it nor clears it, even with overwrite=True; "
+                "choose a new or empty folder"
+            )
         self.path.mkdir(parents=True, exist_ok=True)
         self.info = {
             "schema": layout.SCHEMA,
@@ -77,24 +92,56 @@ class RunWriter:
             "config": config,
             "versions": versions,
         }
-        write_json(run_json, self.info)
+        write_json(self.path / layout.RUN_JSON, self.info)
         return -1
 
-    @staticmethod
-    def _check_same(old: dict[str, Any], new: dict[str, Any]) -> None:
-        ignore = {"epochs", "device", "resume", "overwrite", "progress", "num_workers"}
-        differing = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
-        if differing:
-            detail = "; ".join(f"{k}: run has {old.get(k)!r}, asked {new.get(k)!r}" for k in differing)
-            raise ValueError(f"cannot resume: the run was made with different settings ({detail})")
+    def _existing_run(self) -> dict[str, Any] | None:
+        """The run.json of a dmlviz run in the folder, or None (no run.json, or not one of ours)."""
+        try:
+            info = json.loads((self.path / layout.RUN_JSON).read_text())
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) and info.get("schema") == layout.SCHEMA else None
 
-    def _last_complete_epoch(self) -> int:
-        """The epoch of the checkpoint (written last in each epoch), or -1 when there is none."""
+    def _reopen(self, existing: dict[str, Any], config: dict[str, Any], restore: Callable[[dict[str, Any]], None] | None) -> int:
+        changes = self._check_same(existing, config)
+        state = self._read_checkpoint()
+        if state is not None and restore is not None:
+            restore(state)
+        last = -1 if state is None else int(state["epoch"])
+        self.info = existing
+        self._discard_after(last)
+        for key in ("epochs", "device", "amp", *changes):
+            if key in config:
+                self.info["config"][key] = config[key]
+        if changes:
+            self.info.setdefault("resumed_with", []).append(
+                {"epoch": last + 1, "changes": {k: {"from": old, "to": new} for k, (old, new) in changes.items()}}
+            )
+        self.info.update(status="running", error=None, last_epoch=last if last >= 0 else None, updated=_now())
+        write_json(self.path / layout.RUN_JSON, self.info)
+        return last
+
+    def _check_same(self, existing: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """Raise unless ``new`` may resume the run; return the allowed changes {key: (old, new)}."""
+        old = existing.get("config", {})
+        failed = existing.get("status") == "failed"
+        differing = sorted(k for k in set(old) | set(new) if k not in self.RESUMABLE_ANYWAY and old.get(k) != new.get(k))
+        refused = [k for k in differing if not (failed and k in self.CHANGEABLE_AFTER_FAILURE)]
+        if refused:
+            detail = "; ".join(f"{k}: run has {old.get(k)!r}, asked {new.get(k)!r}" for k in refused)
+            raise ValueError(
+                f"cannot resume: the run was made with different settings ({detail}); a resumed run may change "
+                "epochs and device, and after a failed run also lr, center_lr and the loss parameters"
+            )
+        return {k: (old.get(k), new.get(k)) for k in differing}
+
+    def _read_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint (written last in each epoch, so it names the last complete one), or None."""
         ckpt = self.path / layout.CHECKPOINT
         if not ckpt.exists():
-            return -1
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        return int(state["epoch"])
+            return None
+        return torch.load(ckpt, map_location="cpu", weights_only=True)
 
     def _discard_after(self, last: int) -> None:
         """Remove snapshots and metric rows of epochs after ``last`` (an epoch cut short)."""
@@ -111,8 +158,15 @@ class RunWriter:
             (self.path / layout.PROBE_NPZ).unlink(missing_ok=True)
 
     def _clear(self) -> None:
-        logger.warning("overwrite: clearing %s", self.path)
-        shutil.rmtree(self.path)
+        """Delete the run's own files but run.json (which start() replaces next); keep anything else."""
+        logger.warning("overwrite: deleting the run in %s", self.path)
+        for entry in os.scandir(self.path):
+            ours = entry.name in (layout.METRICS_CSV, layout.PROBE_NPZ, layout.CHECKPOINT)
+            ours = ours or layout.parse_epoch_file(entry.name) is not None or entry.name.startswith(TEMP_PREFIX)
+            if entry.name == layout.PROJECTIONS and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            elif ours and not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
 
     # -- writing ---------------------------------------------------------------------------
     def write_probe(self, arrays: dict[str, np.ndarray]) -> None:

@@ -18,15 +18,20 @@ from ..runs import RunWriter
 logger = logging.getLogger(__name__)
 
 
-def choose_probe(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Up to ``size`` sample indices, stratified over classes (each class keeps its share), sorted."""
+def choose_probe(labels: np.ndarray, size: int, seed: int, split: np.ndarray | None = None) -> np.ndarray:
+    """Up to ``size`` sample indices, sorted, stratified over classes (each class keeps its share).
+
+    With ``split`` (0 = train, 1 = test, one per sample) the strata are (split, class) pairs,
+    so both splits keep their share too.
+    """
     n = len(labels)
     if n <= size:
         return np.arange(n)
     rng = np.random.default_rng([seed, 7])
-    classes, counts = np.unique(labels, return_counts=True)
+    strata = np.asarray(labels, dtype=np.int64) * 2 + (0 if split is None else np.asarray(split, dtype=np.int64))
+    groups, counts = np.unique(strata, return_counts=True)
     quota = np.maximum(1, np.floor(counts * size / n)).astype(int)
-    chosen = [rng.choice(np.flatnonzero(labels == c), size=min(q, k), replace=False) for c, q, k in zip(classes, quota, counts)]
+    chosen = [rng.choice(np.flatnonzero(strata == g), size=min(q, k), replace=False) for g, q, k in zip(groups, quota, counts)]
     picked = np.concatenate(chosen)
     if len(picked) > size:
         picked = rng.choice(picked, size=size, replace=False)
@@ -58,7 +63,7 @@ class Recorder:
             self.probe_ids = load_run(writer.path).probe["ids"]
         else:
             both = np.sort(np.concatenate([split.train, split.test]))
-            self.probe_ids = both[choose_probe(dataset.labels[both], probe_size, seed)]
+            self.probe_ids = both[choose_probe(dataset.labels[both], probe_size, seed, split.membership(len(dataset))[both])]
             self._write_probe()
         self.probe_labels = dataset.labels[self.probe_ids]
         self.probe_fine = None if dataset.fine_labels is None else dataset.fine_labels[self.probe_ids]
@@ -103,12 +108,14 @@ class Recorder:
         start = time.perf_counter()
         raw = self.embed(model, self._union)
         if not torch.isfinite(raw).all():
-            raise FloatingPointError(f"the model's embeddings contain NaN or inf at epoch {epoch}")
+            raise FloatingPointError(f"the model's embeddings became NaN or inf during epoch {epoch}")
         unit = F.normalize(raw, dim=1)
         probe_raw = raw[self._probe_pos]
         probe = unit[self._probe_pos].numpy()
 
         learned = loss.centers()
+        if learned is not None and not torch.isfinite(learned).all():
+            raise FloatingPointError(f"the loss's centers became NaN or inf during epoch {epoch}")
         if learned is not None:
             centers = learned.float().cpu().numpy()
             center_classes = self.split.train_classes.astype(np.int64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -13,7 +15,10 @@ def epoch_batches(
     Random batches cover a permutation of the samples, dropping the last incomplete batch
     unless it is the only one. With ``m_per_class`` each batch holds ``batch_size // m``
     classes chosen at random, m samples of each (drawn without replacement while a class
-    has enough); an epoch has N // batch_size batches.
+    has enough, with replacement from a class smaller than m). When there are fewer classes
+    than that, every batch holds all classes and m grows to ``batch_size // classes``, so
+    batches stay about ``batch_size`` long; an epoch has ceil(N / batch length) batches,
+    about N samples.
     """
     rng = np.random.default_rng([seed, epoch])
     n = len(labels)
@@ -23,20 +28,26 @@ def epoch_batches(
             return [order]
         return [order[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
     classes = np.unique(labels)
-    per_batch = max(2, min(batch_size // m_per_class, len(classes)))
+    if len(classes) < 2:
+        raise ValueError(
+            f"m_per_class batches need at least 2 classes to make negative pairs, but the training split has "
+            f"{len(classes)}; use a dataset or split with at least 2 training classes"
+        )
+    m = max(m_per_class, batch_size // len(classes))
+    per_batch = max(2, min(batch_size // m, len(classes)))
     members = {c: np.flatnonzero(labels == c) for c in classes}
     pools = {c: rng.permutation(idx) for c, idx in members.items()}
     batches = []
-    for _ in range(max(1, n // batch_size)):
+    for _ in range(max(1, math.ceil(n / (per_batch * m)))):
         chosen = rng.choice(classes, size=per_batch, replace=False)
         parts = []
         for c in chosen:
-            if len(pools[c]) < m_per_class:
-                pools[c] = np.concatenate([pools[c], rng.permutation(members[c])])
-            if len(members[c]) < m_per_class:  # a class smaller than m: sample with replacement
-                parts.append(rng.choice(members[c], size=m_per_class, replace=True))
+            if len(members[c]) < m:  # a class smaller than m: sample with replacement
+                parts.append(rng.choice(members[c], size=m, replace=True))
                 continue
-            parts.append(pools[c][:m_per_class])
-            pools[c] = pools[c][m_per_class:]
+            if len(pools[c]) < m:
+                pools[c] = np.concatenate([pools[c], rng.permutation(members[c])])
+            parts.append(pools[c][:m])
+            pools[c] = pools[c][m:]
         batches.append(np.concatenate(parts))
     return batches

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import logging
 import math
 import platform
@@ -17,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from .._validation import check_positive_float, check_positive_int
-from ..data import DMLDataset, load_dataset, split_dataset
+from ..data import DMLDataset, Split, load_dataset, split_dataset
 from ..losses import DMLLoss, build
 from ..models import build_model
 from ..runs import Run, RunWriter, load_run
@@ -48,17 +47,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def _describe(obj: Any, kind: str) -> str:
     return obj if isinstance(obj, str) else f"custom:{type(obj).__name__}"
-
-
-def _loss_hyperparameters(loss: DMLLoss) -> dict[str, Any]:
-    """The loss's constructor parameters with the values it actually uses (defaults resolved)."""
-    params = {}
-    for name in inspect.signature(type(loss).__init__).parameters:
-        if name not in ("self", "num_classes", "embedding_dim") and hasattr(loss, name):
-            value = getattr(loss, name)
-            if isinstance(value, (int, float, str, bool)):
-                params[name] = value
-    return params
 
 
 def _versions() -> dict[str, str]:
@@ -105,29 +93,38 @@ def train(
     ``centers_per_class=10, la=20, gamma=0.1, tau=0.2, margin=0.01`` for SoftTriple).
     Adam; centers and proxies use ``center_lr`` (default 10 × ``lr``, see README). split:
     "classes" (train on the first half of the classes, test on the rest) or "samples"
-    (``test_fraction`` of each class held out). m_per_class: batches of m samples per class
-    (default 4 for pair losses, random batches otherwise). Epoch 0 is recorded before
-    training; ``probe_size`` samples of both splits are recorded every epoch, with
-    effective K under ``eps``. ``resume=True`` continues a killed run in ``out`` from its last
-    complete epoch; ``overwrite=True`` replaces a run there.
+    (``test_fraction`` of each class held out); each side needs at least 2 classes.
+    m_per_class: batches of m samples per class (default min(4, batch_size // 2) for pair
+    losses, random batches otherwise). Epoch 0 is recorded before training; ``probe_size``
+    samples of both splits are recorded every epoch, with effective K under ``eps``. ``seed``
+    (an integer >= 0) fixes the model's initialisation, batches and dropout of every epoch.
+
+    ``resume=True`` continues the run in ``out`` from its last complete epoch, exactly as if it
+    had not stopped; ``epochs`` and ``device`` may differ, and after a failed run (NaN) also
+    ``lr``, ``center_lr`` and the loss parameters (run.json lists them under "resumed_with").
+    ``overwrite=True`` replaces a dmlviz run there (only its own files). Arguments are checked,
+    the model run once on 2 samples, before anything is written. A NaN or inf stops the run
+    with :class:`TrainingDivergedError`; the run is marked failed and keeps its last good epoch.
     """
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size, minimum=2)
     embedding_dim = check_positive_int("embedding_dim", embedding_dim)
     probe_size = check_positive_int("probe_size", probe_size, minimum=2)
+    seed = check_positive_int("seed", seed, minimum=0)
     lr = check_positive_float("lr", lr)
     center_lr = 10.0 * lr if center_lr is None else check_positive_float("center_lr", center_lr)
     eps = check_positive_float("eps", eps)
     if m_per_class is not None:
-        m_per_class = check_positive_int("m_per_class", m_per_class, minimum=2)
-        if m_per_class > batch_size // 2:
-            raise ValueError(f"m_per_class={m_per_class} leaves fewer than 2 classes in a batch of {batch_size}; use m_per_class <= {batch_size // 2}")
+        m_per_class = _check_m_per_class(m_per_class, batch_size)
     if resume and overwrite:
         raise ValueError("resume=True and overwrite=True contradict each other; pass one")
+    if resume and out is None:
+        raise ValueError("resume=True needs out= pointing at an existing run (the folder that holds its run.json)")
     torch_device = resolve_device(device)
 
     data = load_dataset(dataset)
     parts = split_dataset(data.labels, split, test_fraction=test_fraction, seed=seed)
+    _check_classes(parts, data.labels)
     label_map = np.full(data.num_classes, -1, dtype=np.int64)
     label_map[parts.train_classes] = np.arange(len(parts.train_classes))
     train_labels = label_map[data.labels[parts.train]]
@@ -137,13 +134,17 @@ def train(
     if isinstance(loss, DMLLoss):
         if loss_params:
             raise ValueError(f"loss parameters {sorted(loss_params)} were given with a loss object; set them on the object")
+        _check_loss_object(loss, len(parts.train_classes), embedding_dim, split)
         loss_fn = loss
     else:
         loss_fn = build(loss, num_classes=len(parts.train_classes), embedding_dim=embedding_dim, **loss_params)
     if m_per_class is None and loss_fn.needs_pairs:
-        m_per_class = 4
+        if batch_size < 4:
+            raise ValueError(f"loss {loss_fn.name!r} compares pairs, so batch_size must be >= 4 (2 classes of 2 samples), got {batch_size}")
+        m_per_class = _check_m_per_class(min(4, batch_size // 2), batch_size)
     net.to(torch_device)
     loss_fn.to(torch_device)
+    _check_model_output(net, data, parts.train, embedding_dim, torch_device)
 
     center_params = {id(p) for p in loss_fn.center_parameters()}
     groups = [{"params": list(net.parameters()), "lr": lr, "name": "model"}]
@@ -161,7 +162,7 @@ def train(
         "num_classes": data.num_classes,
         "model": _describe(model, "model"),
         "loss": loss_fn.name if isinstance(loss, DMLLoss) else loss,
-        "loss_params": _loss_hyperparameters(loss_fn),
+        "loss_params": dict(loss_fn.hparams),
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
@@ -181,15 +182,23 @@ def train(
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{config['dataset']}-{config['loss']}-{stamp}".replace(":", "_")
-    writer = RunWriter(out)
-    last = writer.start(config, _versions(), resume=resume, overwrite=overwrite)
 
-    try:
-        if last >= 0:
-            state = torch.load(writer.path / "checkpoint.pt", map_location=torch_device, weights_only=True)
+    def restore(state: dict[str, Any]) -> None:
+        """Load the checkpoint (before the writer changes anything); the asked learning rates win."""
+        try:
             net.load_state_dict(state["model"])
             loss_fn.load_state_dict(state["loss"])
             optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise ValueError(f"cannot resume: the checkpoint in {str(out)!r} does not fit this model and loss ({error})") from error
+        for group in optimizer.param_groups:
+            group["lr"] = center_lr if group["name"] == "centers" else lr
+
+    writer = RunWriter(out)
+    last = writer.start(config, _versions(), resume=resume, overwrite=overwrite, restore=restore)
+
+    try:
+        if last >= 0:
             logger.info("resuming %s after epoch %d", writer.path, last)
         recorder = Recorder(
             data, parts, writer, probe_size=probe_size, eps=eps, seed=seed, device=torch_device, num_workers=num_workers
@@ -200,24 +209,80 @@ def train(
             last = 0
         bar = tqdm(range(last + 1, epochs + 1), desc=f"{config['loss']} on {config['dataset']}", unit="epoch", disable=not progress)
         for epoch in bar:
-            stats = _train_epoch(net, loss_fn, optimizer, data, parts.train, train_labels, batch_size, m_per_class, seed, epoch, torch_device, num_workers)
-            if not math.isfinite(stats["loss"]):
+            try:
+                stats = _train_epoch(net, loss_fn, optimizer, data, parts.train, train_labels, batch_size, m_per_class, seed, epoch, torch_device, num_workers)
+                if not math.isfinite(stats["loss"]):
+                    raise FloatingPointError(f"the loss became {stats['loss']} during epoch {epoch}")
+                row = recorder.record(epoch, net, loss_fn, stats)
+            except FloatingPointError as error:
                 raise TrainingDivergedError(
-                    f"the loss became {stats['loss']} during epoch {epoch}; the run stopped and keeps epoch {epoch - 1} "
-                    f"as its last good snapshot. Hint: {loss_fn.nan_hint}"
-                )
-            row = recorder.record(epoch, net, loss_fn, stats)
+                    f"{error}; the run stopped and keeps epoch {epoch - 1} as its last good snapshot. Hint: {loss_fn.nan_hint}. "
+                    f"It can go on from epoch {epoch - 1}: train again with resume=True and a lower lr or center_lr, "
+                    "or changed loss parameters (a failed run accepts these changes)"
+                ) from error
             _save(writer, net, loss_fn, optimizer, epoch)
             bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("loss", "recall@1", "purity", "effective_k")})
             logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
     except BaseException as error:
-        message = str(error) or type(error).__name__
-        writer.update(status="failed", error=message)
-        if isinstance(error, FloatingPointError):
-            raise TrainingDivergedError(f"{message}; hint: {loss_fn.nan_hint}") from error
+        writer.update(status="failed", error=str(error) or type(error).__name__)
         raise
     writer.update(status="finished")
     return load_run(writer.path)
+
+
+def _check_m_per_class(m_per_class: Any, batch_size: int) -> int:
+    m_per_class = check_positive_int("m_per_class", m_per_class, minimum=2)
+    if m_per_class > batch_size // 2:
+        raise ValueError(f"m_per_class={m_per_class} leaves fewer than 2 classes in a batch of {batch_size}; use m_per_class <= {batch_size // 2}")
+    return m_per_class
+
+
+def _check_classes(parts: Split, labels: np.ndarray) -> None:
+    """Training needs 2 classes (negatives); a class-disjoint test split needs 2 too (retrieval, NMI)."""
+    n_train, n_test = len(parts.train_classes), len(np.unique(labels[parts.test]))
+    if parts.how == "classes" and (n_train < 2 or n_test < 2):
+        raise ValueError(
+            f"split='classes' gives {n_train} training and {n_test} test classes here; each side needs at least 2: "
+            "use split='samples' (every class in both splits) or a dataset with at least 4 classes"
+        )
+    if n_train < 2:
+        raise ValueError(f"training needs at least 2 classes, the training split has {n_train}; use a dataset with more classes")
+
+
+def _check_loss_object(loss: DMLLoss, num_classes: int, embedding_dim: int, split: str) -> None:
+    if loss.num_classes != num_classes:
+        raise ValueError(
+            f"the loss object was built with num_classes={loss.num_classes}, but split={split!r} gives {num_classes} "
+            f"training classes; build it with num_classes={num_classes}"
+        )
+    if loss.embedding_dim != embedding_dim:
+        raise ValueError(
+            f"the loss object was built with embedding_dim={loss.embedding_dim}, but embedding_dim={embedding_dim}; "
+            f"build it with embedding_dim={embedding_dim} or pass embedding_dim={loss.embedding_dim}"
+        )
+
+
+def _check_model_output(net: torch.nn.Module, data: DMLDataset, ids: np.ndarray, embedding_dim: int, device: torch.device) -> None:
+    """One forward pass (eval mode, no gradient) on 2 training samples: shape [2, embedding_dim], finite."""
+    inputs, _ = next(iter(data.batches([ids[:2]])))
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(inputs.to(device))
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise ValueError(f"the model cannot embed a batch of inputs of shape {tuple(inputs.shape)}: {error}") from error
+    finally:
+        net.train(was_training)
+    want = (len(inputs), embedding_dim)
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if got != want:
+        raise ValueError(
+            f"the model maps inputs of shape {tuple(inputs.shape)} to {got}, but embedding_dim={embedding_dim} needs {want}; "
+            "pass the model's output size as embedding_dim, or change the model"
+        )
+    if not torch.isfinite(out).all():
+        raise ValueError("the model's output on 2 training samples contains NaN or inf before training; check its initialisation")
 
 
 def _save(writer: RunWriter, net: torch.nn.Module, loss_fn: DMLLoss, optimizer: torch.optim.Optimizer, epoch: int) -> None:
@@ -243,6 +308,7 @@ def _train_epoch(
     """One pass over the training split; returns the mean loss, its mean terms and seconds."""
     start = time.perf_counter()
     net.train()
+    torch.manual_seed(seed * 1_000_003 + epoch)  # dropout & co. draw the same numbers when the epoch is resumed
     batches = epoch_batches(train_labels, batch_size, seed=seed, epoch=epoch, m_per_class=m_per_class)
     total = torch.zeros((), device=device)
     terms: dict[str, float] = {}

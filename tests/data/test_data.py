@@ -49,6 +49,14 @@ def test_coarsen_keeps_fine_labels():
         pairs(ds)
 
 
+def test_coarsen_keeps_existing_fine_labels():
+    ds = synthetic(classes=4, modes_per_class=2, samples_per_mode=5)  # fine labels: 8 modes
+    coarse = coarsen(ds, [0, 0, 1, 1])
+    np.testing.assert_array_equal(coarse.labels, ds.labels // 2)
+    np.testing.assert_array_equal(coarse.fine_labels, ds.fine_labels)
+    assert coarse.fine_names == ds.fine_names and len(coarse.fine_names) == 8
+
+
 def test_split_classes_is_disjoint_first_half():
     labels = np.repeat(np.arange(5), 4)
     s = split_dataset(labels, "classes")

@@ -63,3 +63,28 @@ def test_triplet_mining_option():
     assert torch.isfinite(loss(x, y))
     with pytest.raises(ValueError, match="mining must be one of"):
         build("triplet", num_classes=C, embedding_dim=D, mining="easy")
+
+
+#: A valid value other than the default for every constructor parameter of every registered loss.
+OTHER_VALUES = {
+    "softtriple": dict(centers_per_class=3, la=10.0, gamma=0.2, tau=0.1, margin=0.02),
+    "softmax": dict(la=10.0, margin=0.02),
+    "triplet": dict(margin=0.3, mining="hard"),
+    "multisimilarity": dict(alpha=1.0, beta=40.0, base=0.4, epsilon=0.2),
+    "circle": dict(m=0.3, gamma=64.0),
+    "proxynca": dict(softmax_scale=2.0),
+    "proxyanchor": dict(margin=0.2, alpha=16.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_records_every_constructor_parameter(name):
+    import inspect
+
+    signature = inspect.signature(LOSSES[name].__init__).parameters
+    defaults = {k: p.default for k, p in signature.items() if k not in ("self", "num_classes", "embedding_dim")}
+    assert build(name, num_classes=C, embedding_dim=D).hparams == defaults
+    assert set(OTHER_VALUES[name]) == set(defaults)
+    loss = build(name, num_classes=C, embedding_dim=D, **OTHER_VALUES[name])
+    assert loss.hparams == OTHER_VALUES[name]
+    assert build(name, num_classes=C, embedding_dim=D, **loss.hparams).hparams == loss.hparams  # rebuildable

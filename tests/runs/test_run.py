@@ -118,3 +118,93 @@ def test_out_folder_with_a_different_run_is_refused(small_run, small_synthetic, 
 def test_not_a_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no run.json"):
         load_run(tmp_path)
+
+
+def test_overwrite_never_clears_a_folder_that_is_not_a_dmlviz_run(small_synthetic, tmp_path):
+    mine = tmp_path / "mydocs"
+    (mine / "thesis").mkdir(parents=True)
+    (mine / "thesis" / "chapter1.tex").write_text("years of work")
+    (mine / "epoch_0001.npz").write_bytes(b"not ours either")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "run.json").write_text(json.dumps({"schema": "someone-else/2"}))
+    for folder in (mine, foreign):
+        before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+        with pytest.raises(RunExistsError, match="not empty and is not a dmlviz run.*even with overwrite=True") as caught:
+            dmlviz.train(small_synthetic, "linear", "softmax", epochs=1, embedding_dim=8, out=folder, progress=False, overwrite=True, split="samples")
+        assert "to clear it" not in str(caught.value)
+        assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    assert (mine / "thesis" / "chapter1.tex").read_text() == "years of work"
+
+
+def test_overwrite_deletes_only_the_runs_own_files(small_run, small_synthetic, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(small_run.path, copy)
+    (copy / "projections").mkdir(exist_ok=True)  # other tests may have projected small_run already
+    (copy / "projections" / "umap_0003.npz").write_bytes(b"x")
+    (copy / ".tmp-epoch_0004.npz.abc").write_bytes(b"half")
+    (copy / "notes.txt").write_text("keep me")
+    (copy / "figures").mkdir()
+    (copy / "figures" / "plot.png").write_bytes(b"png")
+    run = dmlviz.train(small_synthetic, "linear", "softmax", epochs=1, embedding_dim=8, out=copy, progress=False, overwrite=True, split="samples")
+    assert run.config["loss"] == "softmax" and run.epochs == [0, 1] and run.metrics["epoch"].tolist() == [0, 1]
+    assert sorted(os.listdir(copy)) == sorted(
+        ["run.json", "metrics.csv", "probe.npz", "checkpoint.pt", "epoch_0000.npz", "epoch_0001.npz", "notes.txt", "figures"]
+    )
+    assert (copy / "notes.txt").read_text() == "keep me" and (copy / "figures" / "plot.png").exists()
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty", "other files"])
+def test_resume_needs_an_existing_run(small_synthetic, tmp_path, setup):
+    out = tmp_path / "out"
+    if setup != "missing":
+        out.mkdir()
+    if setup == "other files":
+        (out / "notes.txt").write_text("mine")
+    before = sorted(os.listdir(out)) if out.exists() else None
+    with pytest.raises(FileNotFoundError, match="resume=True needs out= pointing at an existing run"):
+        dmlviz.train(small_synthetic, "linear", "softmax", epochs=1, embedding_dim=8, out=out, progress=False, resume=True, split="samples")
+    assert (sorted(os.listdir(out)) if out.exists() else None) == before
+
+
+def test_resume_on_another_device_and_last_epoch_on_reopening(small_run, small_synthetic, tmp_path):
+    import shutil
+
+    copy = tmp_path / "moved"
+    shutil.copytree(small_run.path, copy)
+    info = json.loads((copy / "run.json").read_text())
+    info["config"].update(device="cuda", amp="bf16")  # as if made on a GPU
+    (copy / "run.json").write_text(json.dumps(info))
+    # the process died after writing checkpoint 3 but before run.json said so
+    state = torch.load(copy / "checkpoint.pt", weights_only=True)
+    state["epoch"] = 2
+    torch.save(state, copy / "checkpoint.pt")
+    writer = RunWriter(copy)
+    last = writer.start({**info["config"], "device": "cpu", "amp": None}, {}, resume=True, overwrite=False)
+    reopened = json.loads((copy / "run.json").read_text())
+    assert last == 2 and reopened["last_epoch"] == 2 and reopened["status"] == "running"
+    assert reopened["config"]["device"] == "cpu" and reopened["config"]["amp"] is None
+    assert "resumed_with" not in reopened and load_run(copy).epochs == [0, 1, 2]
+    run = dmlviz.train(small_synthetic, "linear", "softtriple", epochs=4, batch_size=32, embedding_dim=8, split="samples",
+                       centers_per_class=3, out=copy, progress=False, seed=0, resume=True, device="cpu")
+    assert run.status == "finished" and run.epochs == [0, 1, 2, 3, 4] and run.info["last_epoch"] == 4
+
+
+def test_changed_settings_are_refused_unless_the_run_failed(tmp_path):
+    config = {"loss": "softtriple", "lr": 1e-3, "center_lr": 1e-2, "loss_params": {"la": 20.0}, "epochs": 2, "seed": 0}
+    writer = RunWriter(tmp_path / "r")
+    writer.start(config, {}, resume=False, overwrite=False)
+    changed = {**config, "lr": 1e-4, "loss_params": {"la": 10.0}}
+    with pytest.raises(ValueError, match="different settings \\(loss_params: run has \\{'la': 20.0\\}, asked \\{'la': 10.0\\}; lr"):
+        RunWriter(tmp_path / "r").start(changed, {}, resume=True, overwrite=False)
+    writer.update(status="failed", error="NaN")
+    with pytest.raises(ValueError, match="seed: run has 0, asked 1"):  # only lr, center_lr and loss_params may change
+        RunWriter(tmp_path / "r").start({**changed, "seed": 1}, {}, resume=True, overwrite=False)
+    assert RunWriter(tmp_path / "r").start(changed, {}, resume=True, overwrite=False) == -1
+    info = load_run(tmp_path / "r").info
+    assert info["config"]["lr"] == 1e-4 and info["config"]["loss_params"] == {"la": 10.0} and info["status"] == "running"
+    assert info["resumed_with"] == [
+        {"epoch": 0, "changes": {"loss_params": {"from": {"la": 20.0}, "to": {"la": 10.0}}, "lr": {"from": 1e-3, "to": 1e-4}}}
+    ]
