@@ -6,6 +6,10 @@ import plotly.graph_objects as _go
 # at import time, which a preheated Voila kernel has done before a page asks for a run.
 _go.FigureWidget  # noqa: B018
 
+from .figure import _registering_bundle
+
+_registering_bundle()  # read plotly's front-end module once, at import time too
+
 from .class_view import ClassInspector
 from .explorer import Explorer, RunChooser, list_runs, resolve_run
 from .map_view import MapView

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from ..eval.centers import effective_k
 from .colors import palette
-from .figure import resync_on_render
+from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
 from .thumbs import gallery, tile
 
@@ -35,9 +35,9 @@ class ClassInspector(widgets.VBox):
         state.observe(self._on_run, "run")
         state.observe(lambda c: self.refresh(), ["selected_class", "epoch", "eps"])
         self._on_run()  # the first frame goes into the figure the widget is made from (see figure.py)
-        self.heatmap = go.FigureWidget(self.heatmap)
+        self.heatmap = FigureWidget(self.heatmap)
         resync_on_render(self.heatmap, self.refresh)
-        super().__init__([self.select, self.summary, self.galleries, self.heatmap])
+        super().__init__([plotly_code(), self.select, self.summary, self.galleries, self.heatmap])
         self.add_class("dmlviz-class-inspector")
 
     def _on_run(self, change: Any = None) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .colors import colour_array, discrete_colorscale, palette
-from .figure import resync_on_render
+from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
 from .thumbs import png_data_uri
 
@@ -78,7 +78,7 @@ class MapView(widgets.VBox):
         self._on_rows_change()
         # The widget is made from a figure that already holds the first frame: updates sent before
         # the browser has loaded plotly's widget code can be lost (see figure.resync_on_render).
-        self.figure = go.FigureWidget(self.figure)
+        self.figure = FigureWidget(self.figure)
         self.figure.add_class("dmlviz-figure")
         resync_on_render(self.figure, self._on_rows_change)
         samples = self.figure.data[0]
@@ -87,7 +87,7 @@ class MapView(widgets.VBox):
         samples.on_hover(self._on_hover)
         controls = widgets.HBox([self.play, self.epoch_slider, self.layout_toggle, self.progress, self.status], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         filters = widgets.HBox([self.color_by, self.split_toggle, self.count], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        super().__init__([controls, filters, self.figure, widgets.HBox([self.legend, self.hover])])
+        super().__init__([plotly_code(), controls, filters, self.figure, widgets.HBox([self.legend, self.hover])])
         self.add_class("dmlviz-map")
 
     # -- state → view ----------------------------------------------------------------------

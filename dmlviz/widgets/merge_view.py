@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..eval.centers import effective_k
-from .figure import resync_on_render
+from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
 
 
@@ -34,11 +34,11 @@ class MergeTimeline(widgets.VBox):
         state.observe(lambda c: self.refresh(), ["epochs", "run"])
         state.observe(lambda c: self._mark_epoch(), "epoch")
         self.refresh()  # the first frame goes into the figure the widget is made from (see figure.py)
-        self.figure = go.FigureWidget(figure)
+        self.figure = FigureWidget(figure)
         self.figure.data[0].on_click(self._on_click)
         self.figure.data[1].on_click(self._on_click)
         resync_on_render(self.figure, self.refresh)
-        super().__init__([widgets.HBox([self.eps, self.note]), self.figure])
+        super().__init__([plotly_code(), widgets.HBox([self.eps, self.note]), self.figure])
         self.add_class("dmlviz-merge-timeline")
 
     def _on_eps(self, change: Any) -> None:

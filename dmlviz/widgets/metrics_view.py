@@ -8,7 +8,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figure import resync_on_render
+from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
 
 SCORES = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi", "purity")
@@ -36,11 +36,11 @@ class MetricsView(widgets.VBox):
         state.observe(lambda c: self.refresh(), ["epochs", "run"])
         state.observe(lambda c: self._mark_epoch(), "epoch")
         self.refresh()  # the first frame goes into the figure the widget is made from (see figure.py)
-        self.figure = go.FigureWidget(figure)
+        self.figure = FigureWidget(figure)
         for trace in self.figure.data:
             trace.on_click(self._on_click)
         resync_on_render(self.figure, self.refresh)
-        super().__init__([self.summary, self.figure])
+        super().__init__([plotly_code(), self.summary, self.figure])
         self.add_class("dmlviz-metrics")
 
     def refresh(self) -> None:
@@ -58,7 +58,7 @@ class MetricsView(widgets.VBox):
                     self.figure.add_trace(go.Scatter(x=table["epoch"], y=_finite(table[column]), name=column, mode="lines+markers", visible=visible), secondary_y=False)
             if "loss" in table:
                 self.figure.add_trace(go.Scatter(x=table["epoch"], y=_finite(table["loss"]), name="loss", mode="lines", line=dict(color="#444", dash="dash")), secondary_y=True)
-        if isinstance(self.figure, go.FigureWidget):
+        if isinstance(self.figure, FigureWidget):
             for trace in self.figure.data:
                 trace.on_click(self._on_click)
         self._mark_epoch()
