@@ -60,6 +60,8 @@ class MapView(widgets.VBox):
         self.count.add_class("dmlviz-point-count")
         self.legend = widgets.HTML()
         self.hover = widgets.HTML(layout=widgets.Layout(min_height="64px"))
+        self.selected = widgets.HTML()
+        self.selected.add_class("dmlviz-selection")
 
         self.epoch_slider.observe(lambda c: setattr(state, "epoch", c["new"]), "value")
         self.color_by.observe(lambda c: setattr(state, "color_by", c["new"]), "value")
@@ -73,6 +75,7 @@ class MapView(widgets.VBox):
         state.observe(self._on_layout_method, "layout_method")
         state.observe(self._on_status, ["layout_status", "layout_done", "layout_total"])
         state.observe(self._on_marks, ["selected_sample", "highlighted"])
+        state.observe(self._on_selection_change, ["selection", "epoch"])
 
         self._on_epochs()
         self._on_rows_change()
@@ -87,7 +90,7 @@ class MapView(widgets.VBox):
         samples.on_hover(self._on_hover)
         controls = widgets.HBox([self.play, self.epoch_slider, self.layout_toggle, self.progress, self.status], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         filters = widgets.HBox([self.color_by, self.split_toggle, self.count], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        super().__init__([plotly_code(), controls, filters, self.figure, widgets.HBox([self.legend, self.hover])])
+        super().__init__([plotly_code(), controls, filters, self.figure, widgets.HBox([self.legend, self.hover]), self.selected])
         self.add_class("dmlviz-map")
 
     # -- state → view ----------------------------------------------------------------------
@@ -265,6 +268,23 @@ class MapView(widgets.VBox):
             f'background:{c};margin-right:3px"></span>{html.escape(n)}</span>' for n, c in zip(names, colours)
         )
         self.legend.value = f'<div style="max-height:72px;overflow-y:auto;font-size:11px;max-width:520px">{chips}</div>'
+
+    def _on_selection_change(self, change: Any = None) -> None:
+        """Summarise the lasso/box selection: how many samples of which classes (and fine labels)."""
+        rows = np.asarray(self.state.selection, dtype=np.int64)
+        if not len(rows) or self.state.run is None or not self.state.epochs:
+            self.selected.value = ""
+            return
+        snap = self.state.snapshot()
+        def counts(codes: np.ndarray, names: list[str]) -> str:
+            values, n = np.unique(codes, return_counts=True)
+            order = np.argsort(-n, kind="stable")[:8]
+            return ", ".join(f"{n[i]} × {html.escape(str(names[values[i]]))}" for i in order) + (" …" if len(values) > 8 else "")
+        text = f"<b>{len(rows)} selected</b>: classes {counts(snap.labels[rows], snap.class_names)}"
+        if snap.fine_labels is not None:
+            fine_names = snap.fine_names or [str(i) for i in range(int(snap.fine_labels.max()) + 1)]
+            text += f"; fine labels {counts(snap.fine_labels[rows], fine_names)}"
+        self.selected.value = f'<div style="font-size:12px">{text}</div>'
 
     # -- view → state ----------------------------------------------------------------------
     def _row_of(self, points: Any) -> list[int]:

@@ -249,3 +249,30 @@ def test_run_chooser_and_run_names(small_run, tmp_path):
         resolve_run(root, "nope")
     refused = RunChooser(root, initial="..")
     assert "not a plain folder name" in refused.message.value and refused.select.value is None
+
+
+def test_selection_is_summarised(small_run):
+    state = ExplorerState(small_run)
+    view = MapView(state)
+    view._on_selection(None, _points(range(10)), None)
+    assert "10 selected" in view.selected.value and "fine labels" in view.selected.value
+    state.selection = []
+    assert view.selected.value == ""
+
+
+def test_umap_layouts_arrive_in_the_background_and_replace_pca(small_run, tmp_path):
+    copy = tmp_path / "umap-run"
+    shutil.copytree(small_run.path, copy)
+    state = ExplorerState(dmlviz.load_run(copy))
+    view = MapView(state)
+    pca_x = np.array(view.figure.data[0].x)
+    view.layout_toggle.value = "umap"
+    assert state.layout_method == "umap"
+    job = state._job
+    assert job.join(timeout=300) and job.error is None
+    assert state.layout_status == "" and state.layout_done == state.layout_total == 4
+    umap_layout = state.projector("umap").cached(state.epoch)
+    assert umap_layout is not None and umap_layout.method == "umap"
+    np.testing.assert_allclose(view.figure.data[0].x, umap_layout.points[:, 0], rtol=1e-6)
+    assert not np.allclose(view.figure.data[0].x, pca_x)
+    assert "UMAP, epoch 3" in view.status.value
