@@ -1,0 +1,21 @@
+"""2-D layouts of every recorded epoch of a run (PCA, UMAP), aligned across epochs and cached.
+
+    >>> proj = Projector(run, "umap")
+    >>> proj.get(5).points          # float32 [N, 2]; .centers float32 [C', K, 2]
+    >>> job = proj.start_background(on_layout=lambda epoch, layout: ...)
+
+umap-learn is imported only when a UMAP layout is computed.
+"""
+
+from .projector import METHODS, BackgroundJob, EpochNotRecordedError, Layout, Projector
+from .quality import knn_preservation, procrustes_disparity
+
+__all__ = [
+    "METHODS",
+    "BackgroundJob",
+    "EpochNotRecordedError",
+    "Layout",
+    "Projector",
+    "knn_preservation",
+    "procrustes_disparity",
+]

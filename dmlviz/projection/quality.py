@@ -1,0 +1,88 @@
+"""How faithful a 2-D layout is: k-NN preservation (cheap, torch) and Procrustes disparity (scipy)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+#: Budget for one chunk's [Q_chunk, N] float32 similarity block (small chunks stay in cache).
+_CHUNK_BYTES = 8 * 2**20
+
+
+def _as_matrix(x: Any, name: str, columns: int | None = None) -> torch.Tensor:
+    """Validate a finite 2-D array-like and return it as a float32 CPU tensor."""
+    t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(np.asarray(x)))
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
+    if columns is not None and t.shape[1] != columns:
+        raise ValueError(f"{name} must have {columns} columns, got shape {tuple(t.shape)}")
+    t = t.to(torch.float32)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return t
+
+
+def _cosine_knn_indices(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices [N, k] of each row's k most cosine-similar other rows (chunked matmul + top-k)."""
+    n = x.shape[0]
+    x = torch.nn.functional.normalize(x, dim=1)
+    chunk = max(1, _CHUNK_BYTES // (4 * n))
+    out = torch.empty(n, k, dtype=torch.int64)
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            sims = x[start:stop] @ x.t()
+            rows = torch.arange(stop - start)
+            sims[rows, rows + start] = -math.inf
+            out[start:stop] = torch.topk(sims, k, dim=1, largest=True, sorted=False).indices
+    return out
+
+
+def _euclidean_knn_indices(y: np.ndarray, k: int) -> torch.Tensor:
+    """Indices [N, k] of each point's k nearest other points in a low-dimensional y [N, d] (k-d tree)."""
+    from scipy.spatial import cKDTree
+
+    n = len(y)
+    _, idx = cKDTree(y).query(y, k=k + 1)
+    idx = np.asarray(idx, dtype=np.int64).reshape(n, k + 1)
+    is_self = idx == np.arange(n)[:, None]
+    is_self[~is_self.any(1), -1] = True  # self hidden behind duplicates: drop the farthest instead
+    return torch.from_numpy(idx[~is_self].reshape(n, k))
+
+
+def knn_preservation(high: Any, low: Any, k: int = 10) -> float:
+    """Mean over points of |kNN_high ∩ kNN_low| / k: high [N, D] (cosine), low [N, 2] (Euclidean) -> [0, 1].
+
+    k is capped at N - 1; with fewer than 2 points the result is NaN.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    hi = _as_matrix(high, "high")
+    lo = _as_matrix(low, "low")
+    if hi.shape[0] != lo.shape[0]:
+        raise ValueError(f"high and low must have the same number of rows, got {hi.shape[0]} and {lo.shape[0]}")
+    n = hi.shape[0]
+    if n < 2:
+        return float("nan")
+    k = min(int(k), n - 1)
+    a = _cosine_knn_indices(hi, k)
+    b = _euclidean_knn_indices(lo.numpy().astype(np.float64), k)
+    shared = torch.zeros(n, dtype=torch.int64)
+    for start in range(0, n, 4096):  # [c, k, k] comparisons per chunk
+        stop = min(start + 4096, n)
+        shared[start:stop] = (a[start:stop, :, None] == b[start:stop, None, :]).any(-1).sum(-1)
+    return float(shared.double().mean() / k)
+
+
+def procrustes_disparity(a: Any, b: Any) -> float:
+    """scipy's Procrustes disparity between two layouts a, b [N, 2] (0 = same shape up to rotation, scale, shift)."""
+    from scipy.spatial import procrustes
+
+    x = _as_matrix(a, "a").numpy().astype(np.float64)
+    y = _as_matrix(b, "b").numpy().astype(np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}")
+    return float(procrustes(x, y)[2])
