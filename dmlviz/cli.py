@@ -83,7 +83,7 @@ def _print_metrics(run: Any, epoch: int | None = None) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo_runs, format_summary, summarize
 
-    runs = demo_runs(args.runs_dir, epochs=args.epochs, progress=not args.no_progress)
+    runs = demo_runs(args.runs_dir, epochs=args.epochs, progress=not args.no_progress, layouts=not args.no_serve)
     print(format_summary([summarize(run) for run in runs.values()]))
     print(f"\nruns in {args.runs_dir}/")
     if args.no_serve:

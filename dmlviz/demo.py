@@ -21,8 +21,14 @@ DEMO_RUNS: dict[str, dict[str, Any]] = {
 }
 
 
-def demo_runs(runs_dir: str | Path = "runs", epochs: int = 30, progress: bool = True, **overrides: Any) -> dict[str, Run]:
-    """Train the demo runs into ``runs_dir`` unless they are already finished there; return them by name."""
+def demo_runs(
+    runs_dir: str | Path = "runs", epochs: int = 30, progress: bool = True, layouts: bool = False, **overrides: Any
+) -> dict[str, Run]:
+    """Train the demo runs into ``runs_dir`` unless they are already finished there; return them by name.
+
+    ``layouts=True`` also computes (or finds cached) the UMAP layouts of every epoch, so the
+    lesson's maps open without waiting.
+    """
     from .training import train
 
     runs = {}
@@ -38,6 +44,14 @@ def demo_runs(runs_dir: str | Path = "runs", epochs: int = 30, progress: bool = 
             runs[name] = train(**settings, out=out, resume=True, progress=progress)
         else:
             runs[name] = train(**settings, out=out, progress=progress)
+    if layouts:
+        from .projection import Projector
+
+        for name, run in runs.items():
+            projector = Projector(run, "umap")
+            if projector.missing():
+                logger.info("laying out %s with UMAP", run.name)
+                projector.compute()
     return runs
 
 

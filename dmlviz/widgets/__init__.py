@@ -10,6 +10,8 @@ from .figure import _registering_bundle
 
 _registering_bundle()  # read plotly's front-end module once, at import time too
 
+from .. import projection as _projection  # noqa: E402,F401  (layouts are needed at once: import while preheating)
+
 from .class_view import ClassInspector
 from .explorer import Explorer, RunChooser, list_runs, resolve_run
 from .map_view import MapView
