@@ -20,8 +20,23 @@ def dashboard_url(host: str, port: int, notebook: str = "explorer.ipynb", run: s
     return f"http://{shown}:{port}/voila/render/{notebook}{query}"
 
 
-def voila_command(port: int, host: str = "127.0.0.1", preheat: bool = True) -> list[str]:
-    """The Voila command line that serves the package's notebooks."""
+def _lesson_ready(runs_dir: Path) -> bool:
+    """Whether the lesson's demo runs are trained (so preheating the lesson trains nothing)."""
+    from .demo import DEMO_RUNS
+
+    for name in DEMO_RUNS:
+        info = runs_dir / f"mnist5k-pairs-{name}" / "run.json"
+        if not info.is_file() or '"finished"' not in info.read_text():
+            return False
+    return True
+
+
+def voila_command(port: int, host: str = "127.0.0.1", preheat: bool = True, runs_dir: Path | None = None) -> list[str]:
+    """The Voila command line that serves the package's notebooks.
+
+    With ``preheat`` a kernel per notebook is kept ready; the lesson is kept ready only when
+    its demo runs exist, since running it otherwise trains them in ``runs_dir``.
+    """
     command = [
         sys.executable, "-m", "voila", str(NOTEBOOKS),
         "--no-browser", f"--port={int(port)}", f"--Voila.ip={host}",
@@ -29,6 +44,8 @@ def voila_command(port: int, host: str = "127.0.0.1", preheat: bool = True) -> l
     ]
     if preheat:
         command += ["--preheat_kernel=True", "--pool_size=1"]
+        if runs_dir is None or not _lesson_ready(Path(runs_dir)):
+            command.append('--VoilaKernelManager.preheat_denylist=["softtriple_lesson.ipynb"]')
     return command
 
 
@@ -48,6 +65,6 @@ def serve(runs_dir: str | os.PathLike, port: int = 8866, host: str = "127.0.0.1"
     if host not in LOOPBACK:
         logger.warning("serving on %s: anyone who can reach this address can read the runs in %s", host, root.resolve())
     print(f"dmlviz: serving runs in {root.resolve()}\n  explorer: {dashboard_url(host, port)}\n  lesson:   {dashboard_url(host, port, 'softtriple_lesson.ipynb')}", flush=True)
-    command = voila_command(port, host, preheat)
+    command = voila_command(port, host, preheat, root)
     # Become the Voila process, so that signals (Ctrl-C, a test's terminate) reach the server itself.
     os.execve(command[0], command, serve_env(root))
