@@ -88,6 +88,7 @@ class MapView(widgets.VBox):
         samples.on_click(self._on_click)
         samples.on_selection(self._on_selection)
         samples.on_hover(self._on_hover)
+        self.figure.data[1].on_click(self._on_center_click)
         controls = widgets.HBox([self.play, self.epoch_slider, self.layout_toggle, self.progress, self.status], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         filters = widgets.HBox([self.color_by, self.split_toggle, self.count], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         super().__init__([plotly_code(), controls, filters, self.figure, widgets.HBox([self.legend, self.hover]), self.selected])
@@ -221,6 +222,7 @@ class MapView(widgets.VBox):
         what = "center" if learned else "class mean"
         text = [f"class {names[c]} · {what} {i}" + (f" · owns {o} samples" if learned else "") for c, i, o in zip(classes, index, owned.ravel())]
         colours = colour_array(classes, len(snap.class_names))
+        self._center_classes = classes
         sizes = np.where(classes == self.state.selected_class, 18, 12) if self.state.selected_class >= 0 else 12
         trace.update(
             x=xy[:, 0], y=xy[:, 1], text=text, name="centers (learned)" if learned else "class means (this loss has no centers)",
@@ -294,6 +296,13 @@ class MapView(widgets.VBox):
         rows = self._row_of(points)
         if rows:
             self.state.selected_sample = rows[0]
+
+    def _on_center_click(self, trace: Any, points: Any, selector: Any) -> None:
+        """Clicking a center (or class mean) picks its class for the class inspector."""
+        classes = getattr(self, "_center_classes", np.array([], dtype=np.int64))
+        picked = [int(classes[i]) for i in points.point_inds if 0 <= i < len(classes)]
+        if picked:
+            self.state.selected_class = picked[0]
 
     def _on_selection(self, trace: Any, points: Any, selector: Any) -> None:
         self.state.selection = self._row_of(points)

@@ -276,3 +276,10 @@ def test_umap_layouts_arrive_in_the_background_and_replace_pca(small_run, tmp_pa
     np.testing.assert_allclose(view.figure.data[0].x, umap_layout.points[:, 0], rtol=1e-6)
     assert not np.allclose(view.figure.data[0].x, pca_x)
     assert "UMAP, epoch 3" in view.status.value
+
+
+def test_clicking_a_center_picks_its_class(small_run):
+    state = ExplorerState(small_run)
+    view = MapView(state)
+    view._on_center_click(None, _points([3 * 2 + 1]), None)  # class 2's second center (K = 3)
+    assert state.selected_class == 2
