@@ -42,7 +42,7 @@ def synthetic(
         inputs[order].astype(np.float32),
         (fine // modes_per_class).astype(np.int64),
         name="synthetic",
-        class_names=[f"class {c}" for c in range(classes)],
+        class_names=[str(c) for c in range(classes)],
         fine_labels=fine,
-        fine_names=[f"class {m // modes_per_class} mode {m % modes_per_class}" for m in range(n_modes)],
+        fine_names=[f"{m // modes_per_class}.{m % modes_per_class}" for m in range(n_modes)],  # class.mode
     )
