@@ -30,7 +30,7 @@ class MetricsView(widgets.VBox):
                              title=dict(text="metrics on the test split", font=dict(size=13)),
                              legend=dict(orientation="h", y=-0.2, font=dict(size=10)))
         figure.update_yaxes(title_text="score", range=[0, 1.02], secondary_y=False)
-        figure.update_yaxes(title_text="loss", secondary_y=True, showgrid=False)
+        figure.update_yaxes(title_text="loss", secondary_y=True, showgrid=False, tickformat=".3g")
         self.figure: Any = figure
         self.summary = widgets.HTML()
         state.observe(lambda c: self.refresh(), ["epochs", "run"])
