@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
-from ..eval.centers import effective_k
+from ..eval.centers import center_purity, effective_k
 from .colors import palette
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
@@ -87,9 +87,8 @@ class ClassInspector(widgets.VBox):
         eff = int(effective_k(centers[None], eps=state.eps)[0]) if kind == "learned" else 1
         purity_text = ""
         if snap.fine_labels is not None:
-            fine = snap.fine_labels[members]
-            majority = sum(np.bincount(fine[assigned == j]).max() for j in range(k) if (assigned == j).any())
-            purity_text = f" · purity against fine labels <b>{majority / max(len(members), 1):.2f}</b>"
+            purity = center_purity(assigned, snap.labels[members], snap.fine_labels[members])
+            purity_text = f" · purity against fine labels <b>{purity:.2f}</b>"
         what = "learned centers" if kind == "learned" else "class mean (this loss has no centers; the mean of the class's embeddings stands in)"
         self.summary.value = (
             f'<div class="dmlviz-class-summary"><b>class {name}</b>, epoch {snap.epoch}: {len(members)} samples, {k} {what}; '

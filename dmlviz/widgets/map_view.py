@@ -10,6 +10,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
+from ..eval.centers import center_counts
 from .colors import colour_array, discrete_colorscale, palette
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
@@ -211,12 +212,7 @@ class MapView(widgets.VBox):
         n_classes, k = snap.centers.shape[:2]
         classes = np.repeat(snap.center_classes, k)
         index = np.tile(np.arange(k), n_classes)
-        owned = np.zeros((n_classes, k), dtype=np.int64)
-        row_of_class = {int(c): i for i, c in enumerate(snap.center_classes)}
-        has = snap.assignments >= 0
-        if has.any():
-            class_rows = np.array([row_of_class.get(int(c), -1) for c in snap.labels[has]])
-            np.add.at(owned, (class_rows, snap.assignments[has]), 1)
+        owned = center_counts(snap.assignments, snap.labels, snap.center_classes, k)
         names = np.asarray(snap.class_names)
         learned = snap.centers_kind == "learned"
         what = "center" if learned else "class mean"
