@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Iterable
 
@@ -22,15 +23,24 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float if it is > 0 (or >= 0 with ``allow_zero``), else raise ValueError."""
+def check_positive_float(name: str, value: Any, allow_zero: bool = False, example: Any = None) -> float:
+    """Return ``value`` as a finite float > 0 (or >= 0 with ``allow_zero``), else raise naming ``name``, the value and what works.
+
+    NaN and ±inf are refused: a learning rate or loss parameter of inf or NaN only turns
+    training into NaN later. ``example`` (e.g. the default) is named in the message.
+    """
+    bound = ">= 0" if allow_zero else "> 0"
+    hint = "" if example is None else f", e.g. {example!r}"
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a finite number {bound}{hint}, got {value!r} (bool)")
     try:
         result = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if result != result or (result < 0 if allow_zero else result <= 0):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+        raise TypeError(f"{name} must be a finite number {bound}{hint}, got {value!r} ({type(value).__name__})") from None
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be a finite number {bound}{hint}, got {value!r}; NaN and inf are not accepted")
+    if result < 0 if allow_zero else result <= 0:
+        raise ValueError(f"{name} must be a finite number {bound}{hint}, got {value!r}")
     return result
 
 

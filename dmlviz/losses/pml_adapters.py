@@ -42,7 +42,7 @@ class Triplet(_PMLLoss):
     needs_pairs = True
 
     def __init__(self, num_classes: int, embedding_dim: int, margin: float = 0.1, mining: str = "semihard") -> None:
-        margin = check_positive_float("margin", margin)
+        margin = check_positive_float("margin", margin, example=0.1)
         check_choice("mining", mining, ("semihard", "hard", "all"))
         miner = pml_miners.BatchHardMiner() if mining == "hard" else pml_miners.TripletMarginMiner(margin=margin, type_of_triplets=mining)
         super().__init__(num_classes, embedding_dim, pml_losses.TripletMarginLoss(margin=margin), miner)
@@ -65,10 +65,10 @@ class MultiSimilarity(_PMLLoss):
         self, num_classes: int, embedding_dim: int, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, epsilon: float = 0.1
     ) -> None:
         hparams = dict(
-            alpha=check_positive_float("alpha", alpha),
-            beta=check_positive_float("beta", beta),
-            base=check_positive_float("base", base, allow_zero=True),
-            epsilon=check_positive_float("epsilon", epsilon, allow_zero=True),
+            alpha=check_positive_float("alpha", alpha, example=2.0),
+            beta=check_positive_float("beta", beta, example=50.0),
+            base=check_positive_float("base", base, allow_zero=True, example=0.5),
+            epsilon=check_positive_float("epsilon", epsilon, allow_zero=True, example=0.1),
         )
         super().__init__(
             num_classes,
@@ -91,7 +91,7 @@ class Circle(_PMLLoss):
     needs_pairs = True
 
     def __init__(self, num_classes: int, embedding_dim: int, m: float = 0.4, gamma: float = 80.0) -> None:
-        m, gamma = check_positive_float("m", m), check_positive_float("gamma", gamma)
+        m, gamma = check_positive_float("m", m, example=0.4), check_positive_float("gamma", gamma, example=80.0)
         super().__init__(num_classes, embedding_dim, pml_losses.CircleLoss(m=m, gamma=gamma))
         self.hparams = dict(m=m, gamma=gamma)
 
@@ -107,7 +107,7 @@ class ProxyNCA(_ProxyLoss):
     name = "proxynca"
 
     def __init__(self, num_classes: int, embedding_dim: int, softmax_scale: float = 1.0) -> None:
-        softmax_scale = check_positive_float("softmax_scale", softmax_scale)
+        softmax_scale = check_positive_float("softmax_scale", softmax_scale, example=1.0)
         super().__init__(
             check_positive_int("num_classes", num_classes),
             embedding_dim,
@@ -123,7 +123,7 @@ class ProxyAnchor(_ProxyLoss):
     name = "proxyanchor"
 
     def __init__(self, num_classes: int, embedding_dim: int, margin: float = 0.1, alpha: float = 32.0) -> None:
-        margin, alpha = check_positive_float("margin", margin), check_positive_float("alpha", alpha)
+        margin, alpha = check_positive_float("margin", margin, example=0.1), check_positive_float("alpha", alpha, example=32.0)
         super().__init__(
             check_positive_int("num_classes", num_classes),
             embedding_dim,
