@@ -56,17 +56,24 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import train
+    from .training import TrainingInterrupted, train
 
     loss_params = {k: getattr(args, k) for k in ("centers_per_class", "la", "gamma", "tau", "margin") if getattr(args, k) is not None}
     loss_params.update(dict(args.param))
-    run = train(
-        dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, center_lr=args.center_lr, embedding_dim=args.embedding_dim, split=args.split,
-        test_fraction=args.test_fraction, m_per_class=args.m_per_class, probe_size=args.probe_size, eps=args.eps,
-        seed=args.seed, out=args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,
-        progress=not args.no_progress, **loss_params,
-    )
+    try:
+        run = train(
+            dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, center_lr=args.center_lr, embedding_dim=args.embedding_dim, split=args.split,
+            test_fraction=args.test_fraction, m_per_class=args.m_per_class, probe_size=args.probe_size, eps=args.eps,
+            seed=args.seed, out=args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,
+            progress=not args.no_progress, **loss_params,
+        )
+    except TrainingInterrupted as stopped:
+        epochs = f"epoch {stopped.last_epoch} of {args.epochs}" if stopped.last_epoch is not None else "no complete epoch"
+        how = stopped.resume_command or f"dmlviz train <the same options> --out {stopped.path} --resume"
+        print(f"\ndmlviz train: stopped (Ctrl-C). The run in {stopped.path} reads 'stopped' and keeps {epochs}.\n"
+              f"Continue it with:\n  {how}", file=sys.stderr)
+        return 130
     print(f"run written to {run.path} (status {run.status})")
     _print_metrics(run)
     return 0
@@ -109,8 +116,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     print(f"{run.name}: loss {run.config.get('loss')} on {run.config.get('dataset')}, status {run.status}, epochs {run.epochs[-1] if run.epochs else None}")
-    if run.error:
-        print(f"error: {run.error}")
+    if run.status != "finished":
+        print(run.describe_status())
     _print_metrics(run, args.epoch)
     return 0
 

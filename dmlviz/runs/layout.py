@@ -9,7 +9,15 @@ PROBE_NPZ = "probe.npz"
 CHECKPOINT = "checkpoint.pt"
 PROJECTIONS = "projections"
 SPLIT_NAMES = ("train", "test")
-STATUSES = ("running", "finished", "failed")
+#: "stopped": interrupted (Ctrl-C) before its last epoch; resume=True continues it.
+STATUSES = ("running", "finished", "failed", "stopped")
+#: Why a failed run failed: "diverged" (NaN/inf; resume may change lr, center_lr, loss parameters)
+#: or "error" (any other exception, its type in run.json "error_type").
+FAILURES = ("diverged", "error")
+#: A running writer refreshes run.json "heartbeat" this often (seconds) ...
+HEARTBEAT_SECONDS = 5.0
+#: ... and a "running" run whose heartbeat is older than this reads as stopped (its process is gone).
+HEARTBEAT_TIMEOUT_SECONDS = 30.0
 
 
 def epoch_file(epoch: int) -> str:

@@ -6,9 +6,12 @@ again) to see new epochs. A damaged snapshot file is skipped with a warning nami
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import logging
 import os
+import re
+import shlex
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -61,6 +64,30 @@ class Snapshot:
         return len(self.labels)
 
 
+_DIVERGED_TEXT = re.compile(r"NaN or inf|became -?(nan|inf)", re.IGNORECASE)
+
+
+def failure_kind(info: dict[str, Any]) -> str | None:
+    """"diverged" or "error" for a failed run's run.json (inferred from the message for runs older than "failure"), else None."""
+    if info.get("status") != "failed":
+        return None
+    kind = info.get("failure")
+    if kind in layout.FAILURES:
+        return kind
+    return "diverged" if _DIVERGED_TEXT.search(str(info.get("error") or "")) else "error"
+
+
+def _parse_time(text: Any) -> _dt.datetime | None:
+    """An ISO time from run.json as an aware datetime (UTC if it names no zone), or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Read every array of an .npz without pickle; raises on a damaged file."""
     with np.load(path, allow_pickle=False) as data:
@@ -100,15 +127,127 @@ class Run:
         """The full training configuration."""
         return self._info.get("config", {})
 
+    #: A "running" run whose heartbeat is older than this many seconds reads as stopped.
+    heartbeat_timeout: float = layout.HEARTBEAT_TIMEOUT_SECONDS
+
+    @property
+    def recorded_status(self) -> str:
+        """The status run.json records: "running", "finished", "failed" or "stopped" (as of the last :meth:`refresh`)."""
+        return self._info.get("status", "running")
+
     @property
     def status(self) -> str:
-        """"running", "finished" or "failed" (as of the last :meth:`refresh`)."""
-        return self._info.get("status", "running")
+        """"running", "finished", "failed" or "stopped"; a recorded "running" whose heartbeat went silent reads "stopped".
+
+        A run's writer refreshes its heartbeat every few seconds; a heartbeat older than
+        :attr:`heartbeat_timeout` seconds means the process was killed (SIGKILL, power loss).
+        Runs written before heartbeats existed keep their recorded status.
+        """
+        recorded = self.recorded_status
+        if recorded == "running" and self._silent_since() is not None:
+            return "stopped"
+        return recorded
+
+    @property
+    def alive(self) -> bool:
+        """Whether a process is still writing the run (status "running" with a recent heartbeat)."""
+        return self.status == "running"
+
+    @property
+    def heartbeat(self) -> _dt.datetime | None:
+        """When the writer last said it was alive (UTC), or None (older runs have none)."""
+        return _parse_time(self._info.get("heartbeat"))
+
+    def _silent_since(self) -> _dt.datetime | None:
+        beat = self.heartbeat
+        if beat is None:
+            return None
+        age = (_dt.datetime.now(_dt.timezone.utc) - beat).total_seconds()
+        return beat if age > self.heartbeat_timeout else None
+
+    @property
+    def stopped_since(self) -> _dt.datetime | None:
+        """When a stopped run stopped (UTC): the Ctrl-C time, or the last heartbeat of a killed run; else None."""
+        recorded = self.recorded_status
+        if recorded == "stopped":
+            return _parse_time(self._info.get("stopped_at")) or self.heartbeat
+        if recorded == "running":
+            return self._silent_since()
+        return None
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why a stopped run stopped: the recorded reason (e.g. "interrupted (KeyboardInterrupt)"), "no heartbeat", or None."""
+        if self.status != "stopped":
+            return None
+        return self._info.get("stop_reason") or "no heartbeat"
+
+    @property
+    def last_epoch(self) -> int | None:
+        """The last complete epoch (its checkpoint written), or None before epoch 0 completed."""
+        last = self._info.get("last_epoch")
+        return None if last is None else int(last)
 
     @property
     def error(self) -> str | None:
         """Why a failed run failed."""
         return self._info.get("error")
+
+    @property
+    def failure(self) -> str | None:
+        """For a failed run: "diverged" (NaN/inf) or "error" (another exception, see :attr:`error_type`); else None."""
+        return failure_kind(self._info)
+
+    @property
+    def error_type(self) -> str | None:
+        """The exception type of a failed run (e.g. "OutOfMemoryError", "TrainingDivergedError"), if recorded."""
+        return self._info.get("error_type") if self.recorded_status == "failed" else None
+
+    def resume_command(self) -> str | None:
+        """A ``dmlviz train ... --resume`` command line that continues this run, or None if it used a custom dataset or model.
+
+        The command repeats the run's settings (resume refuses other ones). From Python, call
+        ``dmlviz.train`` with the same arguments and ``resume=True``.
+        """
+        cfg = self.config
+        dataset, model, loss = cfg.get("dataset"), cfg.get("model"), cfg.get("loss")
+        if not all(isinstance(x, str) and not x.startswith("custom:") for x in (dataset, model, loss)):
+            return None
+        args = ["dmlviz", "train", "--out", str(self.path), "--resume", "--dataset", dataset, "--model", model, "--loss", loss]
+        options = [("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"), ("center_lr", "--center-lr"),
+                   ("embedding_dim", "--embedding-dim"), ("split", "--split"), ("test_fraction", "--test-fraction"),
+                   ("m_per_class", "--m-per-class"), ("probe_size", "--probe-size"), ("eps", "--eps"), ("seed", "--seed")]
+        for key, flag in options:
+            if cfg.get(key) is not None:
+                args += [flag, str(cfg[key])]
+        for key, value in (cfg.get("loss_params") or {}).items():
+            args += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+        return " ".join(shlex.quote(a) for a in args)
+
+    def describe_status(self) -> str:
+        """One line saying what happened to the run: running, finished, stopped (when, at which epoch, how to resume) or failed (how)."""
+        status = self.status
+        total = self.config.get("epochs")
+        last = self.last_epoch
+        at = f"epoch {last if last is not None else '–'} of {total}"
+        if status == "running":
+            return f"running, at {at}"
+        if status == "finished":
+            return f"finished ({total} epochs)"
+        resume = self.resume_command()
+        how = f"resume with: {resume}" if resume else "resume with dmlviz.train(<same arguments>, resume=True)"
+        if status == "stopped":
+            since = self.stopped_since
+            when = since.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if since else "an unknown time"
+            if self.recorded_status == "running":
+                return f"stopped since {when} (no heartbeat: its process is gone); stopped at {at}; {how}"
+            return f"stopped at {at} ({self.stop_reason}, {when}); {how}"
+        if status == "failed":
+            if self.failure == "diverged":
+                return (f"failed: diverged (NaN/inf) after {at}; resume with a lower lr or center_lr or changed loss "
+                        f"parameters (allowed after a divergence): {self.error}")
+            return f"failed with {self.error_type or 'an error'} after {at}: {self.error}; {how}"
+        return status
 
     @property
     def epochs(self) -> list[int]:

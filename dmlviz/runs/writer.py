@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,12 +19,14 @@ import torch
 
 from . import layout
 from .files import TEMP_PREFIX, write_bytes, write_json, write_npz
+from .run import failure_kind
 
 logger = logging.getLogger(__name__)
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
 
 
 class RunExistsError(FileExistsError):
@@ -34,12 +38,15 @@ class RunWriter:
 
     #: Settings that may differ on resume: the length of the run and where it runs.
     RESUMABLE_ANYWAY = frozenset({"epochs", "device", "amp"})
-    #: Settings that may also change when resuming a failed run (to get past a NaN).
-    CHANGEABLE_AFTER_FAILURE = frozenset({"lr", "center_lr", "loss_params"})
+    #: Settings that may also change when resuming a run that diverged (to get past a NaN).
+    CHANGEABLE_AFTER_DIVERGENCE = frozenset({"lr", "center_lr", "loss_params"})
+    CHANGEABLE_AFTER_FAILURE = CHANGEABLE_AFTER_DIVERGENCE  # the former name
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.info: dict[str, Any] = {}
+        self._lock = threading.RLock()  # run.json is written by the training thread and the heartbeat thread
+        self._heartbeat: tuple[threading.Thread, threading.Event] | None = None
 
     # -- opening ---------------------------------------------------------------------------
     def start(
@@ -81,13 +88,15 @@ class RunWriter:
                 "choose a new or empty folder"
             )
         self.path.mkdir(parents=True, exist_ok=True)
+        now = _now()
         self.info = {
             "schema": layout.SCHEMA,
             "name": self.path.name,
             "status": "running",
             "error": None,
-            "created": _now(),
-            "updated": _now(),
+            "created": now,
+            "updated": now,
+            "heartbeat": now,
             "last_epoch": None,
             "config": config,
             "versions": versions,
@@ -118,21 +127,36 @@ class RunWriter:
             self.info.setdefault("resumed_with", []).append(
                 {"epoch": last + 1, "changes": {k: {"from": old, "to": new} for k, (old, new) in changes.items()}}
             )
-        self.info.update(status="running", error=None, last_epoch=last if last >= 0 else None, updated=_now())
+        for key in ("failure", "error_type", "stopped_at", "stop_reason"):
+            self.info.pop(key, None)
+        now = _now()
+        self.info.update(status="running", error=None, last_epoch=last if last >= 0 else None, updated=now, heartbeat=now)
         write_json(self.path / layout.RUN_JSON, self.info)
         return last
 
     def _check_same(self, existing: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         """Raise unless ``new`` may resume the run; return the allowed changes {key: (old, new)}."""
         old = existing.get("config", {})
-        failed = existing.get("status") == "failed"
+        diverged = failure_kind(existing) == "diverged"
         differing = sorted(k for k in set(old) | set(new) if k not in self.RESUMABLE_ANYWAY and old.get(k) != new.get(k))
-        refused = [k for k in differing if not (failed and k in self.CHANGEABLE_AFTER_FAILURE)]
+        refused = [k for k in differing if not (diverged and k in self.CHANGEABLE_AFTER_DIVERGENCE)]
         if refused:
             detail = "; ".join(f"{k}: run has {old.get(k)!r}, asked {new.get(k)!r}" for k in refused)
+            status = existing.get("status")
+            if status == "failed":
+                what = f"failed with {existing.get('error_type') or 'an error'}, not a divergence"
+            else:
+                what = f"is {status!r}, not a run that diverged"
+            changeable = [k for k in refused if k in self.CHANGEABLE_AFTER_DIVERGENCE]
+            why = (
+                f"; this run {what}, so it resumes only with the settings it was made with"
+                if changeable and not diverged else ""
+            )
             raise ValueError(
                 f"cannot resume: the run was made with different settings ({detail}); a resumed run may change "
-                "epochs and device, and after a failed run also lr, center_lr and the loss parameters"
+                "epochs and device, and after a run that diverged (NaN/inf) also lr, center_lr and the loss "
+                f"parameters{why}. Pass the run's own values (run.json \"config\"), or train a new run with "
+                "overwrite=True or another out folder"
             )
         return {k: (old.get(k), new.get(k)) for k in differing}
 
@@ -150,12 +174,35 @@ class RunWriter:
             if (epoch is not None and epoch > last) or entry.name.startswith(TEMP_PREFIX):
                 logger.info("resume: removing %s (after the last complete epoch %d)", entry.name, last)
                 os.unlink(entry.path)
+        self._drop_layouts(last + 1)
         metrics = self.path / layout.METRICS_CSV
         if metrics.exists():
             table = pd.read_csv(metrics)
             self._write_metrics(table[table["epoch"] <= last])
         if last < 0:
             (self.path / layout.PROBE_NPZ).unlink(missing_ok=True)
+
+    def _drop_layouts(self, first: int) -> None:
+        """Delete cached 2-D layouts (projections/*/epoch_NNNN.npz) of epochs >= ``first``: they show old snapshots.
+
+        Layouts chain from earlier epochs, so every later one goes too; readers recompute them.
+        """
+        root = self.path / layout.PROJECTIONS
+        try:
+            folders = [e for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for folder in folders:
+            try:
+                entries = list(os.scandir(folder.path))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                epoch = layout.parse_epoch_file(entry.name)
+                if epoch is not None and epoch >= first:
+                    logger.info("removing the cached layout %s/%s (epoch %d is re-recorded)", folder.name, entry.name, epoch)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
 
     def _clear(self) -> None:
         """Delete the run's own files but run.json (which start() replaces next); keep anything else."""
@@ -178,7 +225,8 @@ class RunWriter:
         return (self.path / layout.PROBE_NPZ).exists()
 
     def write_epoch(self, epoch: int, arrays: dict[str, np.ndarray]) -> None:
-        """Write epoch_NNNN.npz."""
+        """Write epoch_NNNN.npz, first deleting cached layouts of this epoch and later ones (they show an older snapshot)."""
+        self._drop_layouts(epoch)
         write_npz(self.path / layout.epoch_file(epoch), arrays)
 
     def append_metrics(self, row: dict[str, Any]) -> None:
@@ -202,8 +250,65 @@ class RunWriter:
         write_bytes(self.path / layout.CHECKPOINT, buffer.getvalue())
 
     def update(self, **fields: Any) -> None:
-        """Update fields of run.json (status, last_epoch, error, ...)."""
+        """Update fields of run.json (status, last_epoch, error, ...); a status other than "running" ends the heartbeat."""
         if "status" in fields and fields["status"] not in layout.STATUSES:
             raise ValueError(f"status must be one of {layout.STATUSES}, got {fields['status']!r}")
-        self.info.update(fields, updated=_now())
-        write_json(self.path / layout.RUN_JSON, self.info)
+        if fields.get("status", "running") != "running":
+            self.stop_heartbeat()
+        with self._lock:
+            now = _now()
+            self.info.update(fields, updated=now)
+            if self.info.get("status") == "running":
+                self.info["heartbeat"] = now
+            write_json(self.path / layout.RUN_JSON, self.info)
+
+    def mark_stopped(self, reason: str) -> None:
+        """Record that the run was stopped early (e.g. Ctrl-C): status "stopped", when and why; resume=True continues it."""
+        self.update(status="stopped", stopped_at=_now(), stop_reason=reason, error=None)
+
+    def mark_failed(self, error: BaseException, *, diverged: bool) -> None:
+        """Record a failure: "failure" is "diverged" (NaN/inf) or "error" (with the exception's type in "error_type")."""
+        self.update(
+            status="failed",
+            failure="diverged" if diverged else "error",
+            error_type=type(error).__name__,
+            error=str(error) or type(error).__name__,
+        )
+
+    # -- heartbeat -------------------------------------------------------------------------
+    def start_heartbeat(self, every: float = layout.HEARTBEAT_SECONDS) -> None:
+        """Refresh run.json "heartbeat" every ``every`` seconds from a daemon thread, until the run ends.
+
+        Readers take a "running" run whose heartbeat is older than
+        ``layout.HEARTBEAT_TIMEOUT_SECONDS`` for stopped (its process was killed).
+        """
+        if self._heartbeat is not None:
+            return
+        stop = threading.Event()
+        thread = threading.Thread(target=self._beat, args=(stop, float(every)), daemon=True, name="dmlviz-heartbeat")
+        self._heartbeat = (thread, stop)
+        thread.start()
+
+    def stop_heartbeat(self) -> None:
+        """Stop the heartbeat thread (if any) and wait for it; no heartbeat is written after this returns."""
+        beating, self._heartbeat = self._heartbeat, None
+        if beating is not None:
+            thread, stop = beating
+            stop.set()
+            if thread is not threading.current_thread():
+                thread.join()
+
+    def _beat(self, stop: threading.Event, every: float) -> None:
+        warned = False
+        while not stop.wait(every):
+            with self._lock:
+                if stop.is_set() or self.info.get("status") != "running":
+                    return
+                self.info["heartbeat"] = _now()
+                try:
+                    write_json(self.path / layout.RUN_JSON, self.info)
+                    warned = False
+                except OSError as error:  # e.g. the folder was removed or the disk is full; try again next beat
+                    if not warned:
+                        logger.warning("cannot write the heartbeat of %s: %s", self.path, error)
+                    warned = True

@@ -27,7 +27,17 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the run is marked failed and its last good epoch kept."""
+    """The loss became NaN or infinite; the run is marked failed ("diverged") and its last good epoch kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the run is marked "stopped" at its last complete epoch, and resume=True continues it."""
+
+    def __init__(self, message: str, path: Path, last_epoch: int | None, resume_command: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.last_epoch = last_epoch
+        self.resume_command = resume_command
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -100,20 +110,24 @@ def train(
     (an integer >= 0) fixes the model's initialisation, batches and dropout of every epoch.
 
     ``resume=True`` continues the run in ``out`` from its last complete epoch, exactly as if it
-    had not stopped; ``epochs`` and ``device`` may differ, and after a failed run (NaN) also
-    ``lr``, ``center_lr`` and the loss parameters (run.json lists them under "resumed_with").
+    had not stopped; ``epochs`` and ``device`` may differ, and after a run that diverged (NaN)
+    also ``lr``, ``center_lr`` and the loss parameters (run.json lists them under "resumed_with").
     ``overwrite=True`` replaces a dmlviz run there (only its own files). Arguments are checked,
-    the model run once on 2 samples, before anything is written. A NaN or inf stops the run
-    with :class:`TrainingDivergedError`; the run is marked failed and keeps its last good epoch.
+    the model run once on 2 samples, before anything is written. A NaN or inf loss stops the run
+    at that batch, before its optimizer step, with :class:`TrainingDivergedError`: the run reads
+    "failed" with run.json "failure": "diverged" and keeps its last good epoch. Any other
+    exception (e.g. out of memory) marks it "failed" with "failure": "error" and "error_type".
+    Ctrl-C marks it "stopped" and raises :class:`TrainingInterrupted`. While training, run.json
+    "heartbeat" is refreshed every few seconds, so readers tell a killed run from a live one.
     """
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size, minimum=2)
     embedding_dim = check_positive_int("embedding_dim", embedding_dim)
     probe_size = check_positive_int("probe_size", probe_size, minimum=2)
     seed = check_positive_int("seed", seed, minimum=0)
-    lr = check_positive_float("lr", lr)
-    center_lr = 10.0 * lr if center_lr is None else check_positive_float("center_lr", center_lr)
-    eps = check_positive_float("eps", eps)
+    lr = check_positive_float("lr", lr, example=1e-3)
+    center_lr = 10.0 * lr if center_lr is None else check_positive_float("center_lr", center_lr, example=10.0 * lr)
+    eps = check_positive_float("eps", eps, example=0.05)
     if m_per_class is not None:
         m_per_class = _check_m_per_class(m_per_class, batch_size)
     if resume and overwrite:
@@ -196,6 +210,8 @@ def train(
 
     writer = RunWriter(out)
     last = writer.start(config, _versions(), resume=resume, overwrite=overwrite, restore=restore)
+    writer.start_heartbeat()
+    epoch = max(last + 1, 0)  # the epoch in progress, for messages
 
     try:
         if last >= 0:
@@ -211,21 +227,43 @@ def train(
         for epoch in bar:
             try:
                 stats = _train_epoch(net, loss_fn, optimizer, data, parts.train, train_labels, batch_size, m_per_class, seed, epoch, torch_device, num_workers)
-                if not math.isfinite(stats["loss"]):
+                if not math.isfinite(stats["loss"]):  # _train_epoch stops at the batch; this is a second guard
                     raise FloatingPointError(f"the loss became {stats['loss']} during epoch {epoch}")
                 row = recorder.record(epoch, net, loss_fn, stats)
             except FloatingPointError as error:
                 raise TrainingDivergedError(
                     f"{error}; the run stopped and keeps epoch {epoch - 1} as its last good snapshot. Hint: {loss_fn.nan_hint}. "
                     f"It can go on from epoch {epoch - 1}: train again with resume=True and a lower lr or center_lr, "
-                    "or changed loss parameters (a failed run accepts these changes)"
+                    "or changed loss parameters (a run that diverged accepts these changes)"
                 ) from error
             _save(writer, net, loss_fn, optimizer, epoch)
             bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("loss", "recall@1", "purity", "effective_k")})
             logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
-    except BaseException as error:
-        writer.update(status="failed", error=str(error) or type(error).__name__)
+    except (KeyboardInterrupt, SystemExit) as error:
+        writer.mark_stopped(f"interrupted ({type(error).__name__})")
+        done, command = writer.info.get("last_epoch"), None
+        try:
+            command = load_run(writer.path).resume_command()
+        except Exception:  # the message matters more than the command line
+            logger.debug("no resume command for %s", writer.path, exc_info=True)
+        message = (
+            f"training was interrupted ({type(error).__name__}) during epoch {epoch}; the run in {str(writer.path)!r} "
+            f"reads 'stopped' and keeps epoch {done} of {epochs} as its last complete one. Continue it with "
+            f"dmlviz.train(<the same arguments>, out={str(writer.path)!r}, resume=True)"
+            + (f" or: {command}" if command else "")
+        )
+        logger.warning(message)
+        if isinstance(error, KeyboardInterrupt):
+            raise TrainingInterrupted(message, writer.path, done, command) from error
         raise
+    except TrainingDivergedError as error:
+        writer.mark_failed(error, diverged=True)
+        raise
+    except BaseException as error:
+        writer.mark_failed(error, diverged=False)
+        raise
+    finally:
+        writer.stop_heartbeat()
     writer.update(status="finished")
     return load_run(writer.path)
 
@@ -305,26 +343,36 @@ def _train_epoch(
     device: torch.device,
     num_workers: int,
 ) -> dict[str, float]:
-    """One pass over the training split; returns the mean loss, its mean terms and seconds."""
+    """One pass over the training split; returns the mean loss, its mean terms and seconds.
+
+    A NaN or inf loss raises FloatingPointError at that batch, before its backward pass and
+    optimizer step, so the weights never take a NaN step. The check costs nothing on the CPU;
+    on CUDA it is one host sync per batch (the loss's own batch checks already sync once).
+    """
     start = time.perf_counter()
     net.train()
     torch.manual_seed(seed * 1_000_003 + epoch)  # dropout & co. draw the same numbers when the epoch is resumed
     batches = epoch_batches(train_labels, batch_size, seed=seed, epoch=epoch, m_per_class=m_per_class)
     total = torch.zeros((), device=device)
     terms: dict[str, float] = {}
-    for batch, (inputs, _) in zip(batches, data.batches([train_ids[b] for b in batches], num_workers=num_workers)):
+    n = max(1, len(batches))
+    for index, (batch, (inputs, _)) in enumerate(zip(batches, data.batches([train_ids[b] for b in batches], num_workers=num_workers))):
         inputs = inputs.to(device, non_blocking=True)
         labels = torch.as_tensor(train_labels[batch], device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             embeddings = net(inputs)
         value = loss_fn(embeddings.float(), labels)
+        if not bool(torch.isfinite(value.detach())):
+            raise FloatingPointError(
+                f"the loss became {float(value.detach())} in batch {index + 1} of {n} of epoch {epoch} "
+                "(training stopped there, before that batch's optimizer step)"
+            )
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
         total += value.detach()
         for name, term in loss_fn.terms.items():
             terms[name] = terms.get(name, 0.0) + term
-    n = max(1, len(batches))
     stats = {"loss": float(total) / n, **{f"loss_{k}": v / n for k, v in terms.items()}}
     stats["seconds"] = time.perf_counter() - start
     return stats

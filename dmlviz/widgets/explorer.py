@@ -60,12 +60,24 @@ class Explorer(widgets.VBox):
         run = self.state.run
         cfg = run.config
         params = ", ".join(f"{k}={v}" for k, v in (cfg.get("loss_params") or {}).items())
-        status = run.status
-        colour = {"running": "#1f77b4", "finished": "#2ca02c", "failed": "#d62728"}.get(status, "#555")
+        status = run.status  # a "running" run whose heartbeat went silent reads "stopped"
+        colour = {"running": "#1f77b4", "finished": "#2ca02c", "failed": "#d62728", "stopped": "#e67e00"}.get(status, "#555")
         epochs = self.state.epochs
         banner = ""
+        box = "padding:4px 8px;margin-top:4px"
+        last = run.last_epoch
         if status == "failed":
-            banner = f'<div class="dmlviz-failed" style="background:#fde8e8;border-left:4px solid #d62728;padding:4px 8px;margin-top:4px">This run failed: {html.escape(run.error or "no reason recorded")}. Showing the epochs it recorded.</div>'
+            error = html.escape(run.error or "no reason recorded")
+            if run.failure == "diverged":
+                what = (f"This run failed: it diverged (NaN/inf) — {error}. Showing the epochs it recorded; resume=True with a "
+                        f"lower lr or center_lr, or changed loss parameters, continues it from epoch {last}.")
+            else:
+                what = (f"This run failed with {html.escape(run.error_type or 'an error')}: {error}. Showing the epochs it "
+                        f"recorded; resume=True with the same settings continues it from epoch {last}.")
+            banner = f'<div class="dmlviz-failed" style="background:#fde8e8;border-left:4px solid #d62728;{box}">{what}</div>'
+        elif status == "stopped":
+            banner = (f'<div class="dmlviz-stopped" style="background:#fff3e0;border-left:4px solid #e67e00;{box}">'
+                      f"{html.escape(run.describe_status())}. Showing the epochs it recorded.</div>")
         elif status == "running":
             banner = '<div style="color:#1f77b4;font-size:12px">still being written — new epochs appear as they are recorded</div>'
         self.header.value = (
@@ -85,13 +97,18 @@ class Explorer(widgets.VBox):
         return new
 
     def _watch(self, every: float) -> None:
+        """Poll the run every ``every`` s while it is alive; stop once it ends or its heartbeat goes silent (killed)."""
         while not self._stop.wait(every):
             try:
                 self.refresh()
             except Exception:  # keep watching: a half-written file is picked up next time
                 logger.exception("refreshing the run failed")
-            if self.state.run.status != "running":
-                self.refresh()
+            if not self.state.run.alive:  # finished, failed, stopped, or no heartbeat for 30 s
+                try:
+                    self.refresh()
+                except Exception:
+                    logger.exception("refreshing the run failed")
+                logger.info("run %s is %s; no longer watching it", self.state.run.name, self.state.run.status)
                 return
 
     def close(self) -> None:

@@ -192,19 +192,25 @@ def test_resume_on_another_device_and_last_epoch_on_reopening(small_run, small_s
     assert run.status == "finished" and run.epochs == [0, 1, 2, 3, 4] and run.info["last_epoch"] == 4
 
 
-def test_changed_settings_are_refused_unless_the_run_failed(tmp_path):
+def test_changed_settings_are_refused_unless_the_run_diverged(tmp_path):
     config = {"loss": "softtriple", "lr": 1e-3, "center_lr": 1e-2, "loss_params": {"la": 20.0}, "epochs": 2, "seed": 0}
     writer = RunWriter(tmp_path / "r")
     writer.start(config, {}, resume=False, overwrite=False)
     changed = {**config, "lr": 1e-4, "loss_params": {"la": 10.0}}
     with pytest.raises(ValueError, match="different settings \\(loss_params: run has \\{'la': 20.0\\}, asked \\{'la': 10.0\\}; lr"):
         RunWriter(tmp_path / "r").start(changed, {}, resume=True, overwrite=False)
-    writer.update(status="failed", error="NaN")
+    # out of memory (or any other exception) is not a divergence: lower learning rates would not help
+    writer.mark_failed(MemoryError("CUDA out of memory"), diverged=False)
+    with pytest.raises(ValueError, match="this run failed with MemoryError, not a divergence, so it resumes only with the settings"):
+        RunWriter(tmp_path / "r").start(changed, {}, resume=True, overwrite=False)
+    writer.mark_failed(RuntimeError("the loss became nan in batch 3 of 8 of epoch 2"), diverged=True)
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["failure"] == "diverged"
     with pytest.raises(ValueError, match="seed: run has 0, asked 1"):  # only lr, center_lr and loss_params may change
         RunWriter(tmp_path / "r").start({**changed, "seed": 1}, {}, resume=True, overwrite=False)
     assert RunWriter(tmp_path / "r").start(changed, {}, resume=True, overwrite=False) == -1
     info = load_run(tmp_path / "r").info
     assert info["config"]["lr"] == 1e-4 and info["config"]["loss_params"] == {"la": 10.0} and info["status"] == "running"
+    assert "failure" not in info and "error_type" not in info
     assert info["resumed_with"] == [
         {"epoch": 0, "changes": {"loss_params": {"from": {"la": 20.0}, "to": {"la": 10.0}}, "lr": {"from": 1e-3, "to": 1e-4}}}
     ]
