@@ -235,7 +235,7 @@ class Run:
         if status == "finished":
             return f"finished ({total} epochs)"
         resume = self.resume_command()
-        how = f"resume with: {resume}" if resume else "resume with dmlviz.train(<same arguments>, resume=True)"
+        how = f"resume with: {resume}" if resume else f"resume with dmlviz.train(<the same arguments>, out={str(self.path)!r}, resume=True)"
         if status == "stopped":
             since = self.stopped_since
             when = since.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if since else "an unknown time"

@@ -24,8 +24,12 @@ from .run import failure_kind
 logger = logging.getLogger(__name__)
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+def _now(timespec: str = "seconds") -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec=timespec)
+
+
+def _beat_time() -> str:
+    return _now("milliseconds")
 
 
 
@@ -96,7 +100,7 @@ class RunWriter:
             "error": None,
             "created": now,
             "updated": now,
-            "heartbeat": now,
+            "heartbeat": _beat_time(),
             "last_epoch": None,
             "config": config,
             "versions": versions,
@@ -130,7 +134,7 @@ class RunWriter:
         for key in ("failure", "error_type", "stopped_at", "stop_reason"):
             self.info.pop(key, None)
         now = _now()
-        self.info.update(status="running", error=None, last_epoch=last if last >= 0 else None, updated=now, heartbeat=now)
+        self.info.update(status="running", error=None, last_epoch=last if last >= 0 else None, updated=now, heartbeat=_beat_time())
         write_json(self.path / layout.RUN_JSON, self.info)
         return last
 
@@ -259,7 +263,7 @@ class RunWriter:
             now = _now()
             self.info.update(fields, updated=now)
             if self.info.get("status") == "running":
-                self.info["heartbeat"] = now
+                self.info["heartbeat"] = _beat_time()
             write_json(self.path / layout.RUN_JSON, self.info)
 
     def mark_stopped(self, reason: str) -> None:
@@ -276,16 +280,19 @@ class RunWriter:
         )
 
     # -- heartbeat -------------------------------------------------------------------------
-    def start_heartbeat(self, every: float = layout.HEARTBEAT_SECONDS) -> None:
-        """Refresh run.json "heartbeat" every ``every`` seconds from a daemon thread, until the run ends.
+    def start_heartbeat(self, every: float | None = None) -> None:
+        """Refresh run.json "heartbeat" every ``every`` seconds (default ``layout.HEARTBEAT_SECONDS``) from a daemon thread, until the run ends.
 
         Readers take a "running" run whose heartbeat is older than
         ``layout.HEARTBEAT_TIMEOUT_SECONDS`` for stopped (its process was killed).
         """
         if self._heartbeat is not None:
             return
+        every = layout.HEARTBEAT_SECONDS if every is None else float(every)
+        if not every > 0:
+            raise ValueError(f"every must be a number of seconds > 0, got {every!r}")
         stop = threading.Event()
-        thread = threading.Thread(target=self._beat, args=(stop, float(every)), daemon=True, name="dmlviz-heartbeat")
+        thread = threading.Thread(target=self._beat, args=(stop, every), daemon=True, name="dmlviz-heartbeat")
         self._heartbeat = (thread, stop)
         thread.start()
 
@@ -304,7 +311,7 @@ class RunWriter:
             with self._lock:
                 if stop.is_set() or self.info.get("status") != "running":
                     return
-                self.info["heartbeat"] = _now()
+                self.info["heartbeat"] = _beat_time()
                 try:
                     write_json(self.path / layout.RUN_JSON, self.info)
                     warned = False
