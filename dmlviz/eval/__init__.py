@@ -5,7 +5,7 @@ Center statistics need only numpy/scipy; retrieval (torch) is imported on first 
 
 from typing import Any
 
-from dmlviz.eval.centers import assign_to_centers, center_counts, center_purity, effective_k
+from dmlviz.eval.centers import assign_to_centers, center_counts, center_purity, effective_k, submode_score
 
 _LAZY = {"knn": "retrieval", "retrieval_metrics": "retrieval", "nmi": "clustering"}
 
@@ -17,6 +17,7 @@ __all__ = [
     "knn",
     "nmi",
     "retrieval_metrics",
+    "submode_score",
 ]
 
 

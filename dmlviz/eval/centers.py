@@ -144,3 +144,36 @@ def center_counts(assignments: Any, labels: Any, center_classes: Any, k: int) ->
         raise ValueError("some assigned samples have a label that is not in center_classes")
     flat = rows * int(k) + a[keep].astype(np.int64)
     return np.bincount(flat, minlength=len(cc) * int(k)).reshape(len(cc), int(k)).astype(np.int64)
+
+
+def submode_score(labels: Any, fine_labels: Any, assignments: Any) -> float:
+    """How well the centers of each class split it along its hidden fine labels: labels, fine_labels, assignments [N] -> float.
+
+    Adjusted mutual information (scikit-learn's, arithmetic normalisation) between the center
+    assignment and the fine label *within each class*, averaged over classes weighted by their
+    number of samples. AMI is corrected for chance, so the score is ≈ 0 when assignments are
+    independent of the fine labels, at any K and with few samples per class, 1 for an exact
+    split (one center per fine label), and between the two when centers split a class along
+    other lines or split one fine label over several centers. One center per class (SoftMax)
+    scores 0. Samples with assignment -1 (no center) are left out, and so are classes with a
+    single fine label or fewer than 2 samples (nothing to split); NaN if no class is left.
+    """
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    a = _to_numpy(assignments)
+    if a.ndim != 1:
+        raise ValueError(f"assignments must be 1-D [N], got shape {a.shape}")
+    y = _check_labels(labels, a.shape[0])
+    f = _check_labels(fine_labels, a.shape[0], "fine_labels")
+    keep = a >= 0
+    y, f, a = y[keep], f[keep], a[keep]
+    total, weight = 0.0, 0
+    order = np.argsort(y, kind="stable")
+    bounds = np.flatnonzero(y[order][1:] != y[order][:-1]) + 1
+    for group in np.split(order, bounds) if len(order) else []:
+        if len(group) < 2 or len(np.unique(f[group])) < 2:
+            continue
+        score = adjusted_mutual_info_score(f[group], a[group]) if len(np.unique(a[group])) > 1 else 0.0
+        total += float(score) * len(group)
+        weight += len(group)
+    return total / weight if weight else float("nan")

@@ -8,7 +8,8 @@ umap-learn is imported only when a UMAP layout is computed.
 """
 
 from .projector import METHODS, BackgroundJob, EpochNotRecordedError, Layout, Projector
-from .quality import knn_preservation, procrustes_disparity
+from .placement import PLACEMENT_NOTE, place_centers
+from .quality import knn_preservation, ownership_agreement, procrustes_disparity
 
 __all__ = [
     "METHODS",
@@ -16,6 +17,9 @@ __all__ = [
     "EpochNotRecordedError",
     "Layout",
     "Projector",
+    "PLACEMENT_NOTE",
     "knn_preservation",
+    "ownership_agreement",
+    "place_centers",
     "procrustes_disparity",
 ]

@@ -1,11 +1,14 @@
 """2-D layouts of every recorded epoch of a run, aligned across epochs and cached in the run folder.
 
-Samples and centers are laid out together in one map. Each epoch's layout continues from the
-nearest earlier cached layout of the same cache folder (PCA: Procrustes-aligned to it; UMAP:
+The samples are laid out alone; each center is then drawn among the samples it owns (see
+:mod:`dmlviz.projection.placement`), so that a reader can tell ownership from the map; the
+map-ownership agreement measures how well. Each epoch's layout continues from the nearest
+earlier cached layout of the same cache folder (PCA: Procrustes-aligned to it; UMAP:
 warm-started from it, then aligned), so consecutive frames do not flip or jump.
 
 Cache: ``<run>/projections/<method>-<hash of params>/`` holds ``params.json`` and one
-``epoch_NNNN.npz`` per epoch (points, centers, quality, seconds, method, previous), every file
+``epoch_NNNN.npz`` per epoch (points, centers, owning, quality, ownership, seconds, method,
+previous), every file
 written atomically. A damaged file is ignored with a logged warning and recomputed later.
 """
 
@@ -28,7 +31,8 @@ from dmlviz.runs import layout as run_layout
 from dmlviz.runs.files import write_json, write_npz
 
 from . import fitting
-from .quality import knn_preservation
+from .placement import PLACEMENT_NOTE, place_centers
+from .quality import knn_preservation, ownership_agreement
 
 if TYPE_CHECKING:
     from dmlviz.runs.run import Run
@@ -37,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("pca", "umap")
 #: Bumped when the algorithm changes, so that old caches are not reused.
-ALGORITHM_VERSION = 2
+ALGORITHM_VERSION = 3
 #: UMAP optimisation epochs of the first layout of a chain (a full fit) ...
 UMAP_FIRST_EPOCHS = 200
 #: ... and of each later layout, warm-started from the previous one.
@@ -65,7 +69,10 @@ class EpochNotRecordedError(KeyError, ValueError):
 class Layout:
     """A 2-D layout of one epoch: points float32 [N, 2] (samples), centers float32 [C', K, 2].
 
+    owning: bool [C', K], centers that own at least one probe sample (the others are drawn hollow).
     quality: k-NN preservation of the samples (k=10, cosine in the embedding space), in [0, 1].
+    ownership: map-ownership agreement of the drawn centers (share of samples whose nearest
+    drawn center of their class is their own; NaN when no class has two owning centers).
     seconds: time spent computing the layout. previous: the epoch it continued from, or None.
     """
 
@@ -76,6 +83,11 @@ class Layout:
     quality: float
     seconds: float
     previous: int | None = None
+    owning: np.ndarray | None = None
+    ownership: float = float("nan")
+
+    #: How the centers are placed, for captions.
+    placement: str = PLACEMENT_NOTE
 
     def stacked(self) -> np.ndarray:
         """Samples then centers as one float32 [N + C'K, 2] array."""
@@ -173,6 +185,8 @@ class Projector:
         with np.load(path, allow_pickle=False) as data:
             points = np.asarray(data["points"], dtype=np.float32)
             centers = np.asarray(data["centers"], dtype=np.float32)
+            owning = np.asarray(data["owning"], dtype=bool)
+            ownership = float(data["ownership"])
             quality = float(data["quality"])
             seconds = float(data["seconds"])
             method = str(data["method"])
@@ -181,9 +195,11 @@ class Projector:
             raise ValueError(f"points have shape {points.shape}, expected [N, 2]")
         if centers.ndim != 3 or centers.shape[2] != 2:
             raise ValueError(f"centers have shape {centers.shape}, expected [C, K, 2]")
+        if owning.shape != centers.shape[:2]:
+            raise ValueError(f"owning has shape {owning.shape}, expected {centers.shape[:2]}")
         if not (np.isfinite(points).all() and np.isfinite(centers).all()):
             raise ValueError("coordinates are not finite")
-        return Layout(epoch, method, points, centers, quality, seconds, None if previous < 0 else previous)
+        return Layout(epoch, method, points, centers, quality, seconds, None if previous < 0 else previous, owning, ownership)
 
     def _cached_epochs(self) -> list[int]:
         """Epochs that have a cache file (readable or not), ascending."""
@@ -284,8 +300,6 @@ class Projector:
         centers = np.asarray(snap.centers, dtype=np.float32)
         if centers.ndim != 3 or (centers.size and centers.shape[2] != d):
             raise ValueError(f"epoch {epoch}: centers have shape {centers.shape}, expected [C', K, {d}]")
-        center_shape = centers.shape[:2]
-        x = np.concatenate([emb, centers.reshape(-1, d)]) if centers.size else emb
         prev = self._previous(epoch)
         if prev is not None and len(prev.points) != n:
             logger.warning(
@@ -299,20 +313,26 @@ class Projector:
             logger.warning("epoch %d has only %d samples, too few for UMAP; using PCA instead", epoch, n)
             method = "pca"
         if method == "pca":
-            y = fitting.pca_2d(x)
+            y = fitting.pca_2d(emb)
         else:
-            y = self._umap(x, n, center_shape, prev, epoch)
+            y = self._umap(emb, prev, epoch)
         if prev is not None:
-            y = fitting.procrustes_align(y, prev.points, rows=n)
+            y = fitting.procrustes_align(y, prev.points)
+        points = y.astype(np.float32)
+        center_xy, owning = place_centers(points, snap.labels, snap.assignments, emb, centers, snap.center_classes)
         seconds = time.perf_counter() - start
-        points = y[:n].astype(np.float32)
-        center_xy = y[n:].astype(np.float32).reshape(*center_shape, 2)
         quality = knn_preservation(emb, points, k=QUALITY_K)
-        logger.debug("%s layout of epoch %d: %.3f s, k-NN preservation %.3f", method, epoch, seconds, quality)
-        return Layout(epoch, method, points, center_xy, quality, seconds, None if prev is None else prev.epoch)
+        ownership = ownership_agreement(points, snap.labels, snap.assignments, center_xy, snap.center_classes, owning)
+        logger.debug(
+            "%s layout of epoch %d: %.3f s, k-NN preservation %.3f, map-ownership agreement %.3f",
+            method, epoch, seconds, quality, ownership,
+        )
+        return Layout(
+            epoch, method, points, center_xy, quality, seconds, None if prev is None else prev.epoch, owning, ownership
+        )
 
-    def _umap(self, x: np.ndarray, n: int, center_shape: tuple[int, ...], prev: Layout | None, epoch: int) -> np.ndarray:
-        """UMAP of samples+centers x [M, D]: a full fit, or warm-started from ``prev``."""
+    def _umap(self, x: np.ndarray, prev: Layout | None, epoch: int) -> np.ndarray:
+        """UMAP of the samples x [N, D]: a full fit, or warm-started from ``prev``."""
         m = len(x)
         k = self.n_neighbors
         if m <= k + 1:  # k-NN lists (self included) need k <= M - 1 here; N >= 4 keeps k >= 3
@@ -322,23 +342,10 @@ class Projector:
         if prev is None:
             return fitting.umap_2d(x, init=UMAP_FIRST_INIT, n_epochs=UMAP_FIRST_EPOCHS, **common)
         # equal x/y ranges: umap-learn's per-axis rescaling of the init is then uniform (no stretch)
-        init = fitting.equal_ranges(self._init_from(prev, x, n, center_shape))
+        init = fitting.equal_ranges(prev.points.astype(np.float64))
         return fitting.umap_2d(
             x, init=init, n_epochs=UMAP_WARM_EPOCHS, learning_rate=UMAP_WARM_LEARNING_RATE, **common
         )
-
-    @staticmethod
-    def _init_from(prev: Layout, x: np.ndarray, n: int, center_shape: tuple[int, ...]) -> np.ndarray:
-        """Start positions [M, 2] from the previous layout; centers whose count changed start on their nearest sample."""
-        pts = prev.points.astype(np.float64)
-        if tuple(prev.centers.shape[:2]) == tuple(center_shape):
-            return np.concatenate([pts, prev.centers.reshape(-1, 2).astype(np.float64)])
-        c = x[n:]
-        if len(c) == 0:
-            return pts
-        samples = x[:n] / np.maximum(np.linalg.norm(x[:n], axis=1, keepdims=True), 1e-12)
-        near = np.argmax((c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)) @ samples.T, axis=1)
-        return np.concatenate([pts, pts[near]])
 
     def _write(self, layout: Layout) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -350,7 +357,9 @@ class Projector:
             {
                 "points": layout.points.astype(np.float32),
                 "centers": layout.centers.astype(np.float32),
+                "owning": np.asarray(layout.owning if layout.owning is not None else np.ones(layout.centers.shape[:2], bool)),
                 "quality": np.float64(layout.quality),
+                "ownership": np.float64(layout.ownership),
                 "seconds": np.float64(layout.seconds),
                 "method": np.str_(layout.method),
                 "previous": np.int64(-1 if layout.previous is None else layout.previous),

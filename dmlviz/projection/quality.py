@@ -86,3 +86,39 @@ def procrustes_disparity(a: Any, b: Any) -> float:
     if x.shape != y.shape:
         raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}")
     return float(procrustes(x, y)[2])
+
+
+def ownership_agreement(
+    points: Any, labels: Any, assignments: Any, center_xy: Any, center_classes: Any, owning: Any
+) -> float:
+    """Map-ownership agreement: the share of samples whose nearest *drawn* center of their class is their own.
+
+    points [N, 2]; labels, assignments [N] (index 0..K-1 of the sample's center in the
+    embedding, -1 for none); center_xy [C', K, 2]; center_classes [C']; owning bool [C', K]
+    (centers that own at least one sample; only those compete). Counted over samples of classes
+    with at least two owning centers; with one center a class cannot be misread, and NaN is
+    returned when no class has two.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    y = np.asarray(labels)
+    a = np.asarray(assignments, dtype=np.int64)
+    xy = np.asarray(center_xy, dtype=np.float64)
+    own = np.asarray(owning, dtype=bool)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must be [N, 2], got shape {pts.shape}")
+    if y.shape != (len(pts),) or a.shape != (len(pts),):
+        raise ValueError(f"labels and assignments must be 1-D with {len(pts)} entries, got {y.shape} and {a.shape}")
+    if xy.ndim != 3 or xy.shape[2] != 2 or own.shape != xy.shape[:2]:
+        raise ValueError(f"center_xy must be [C', K, 2] and owning [C', K], got {xy.shape} and {own.shape}")
+    agree = total = 0
+    for row, cls in enumerate(np.asarray(center_classes)):
+        cand = np.flatnonzero(own[row])
+        if len(cand) < 2:
+            continue
+        members = np.flatnonzero((y == cls) & (a >= 0))
+        if not len(members):
+            continue
+        d = ((pts[members, None, :] - xy[row, cand][None]) ** 2).sum(-1)
+        agree += int((cand[np.argmin(d, axis=1)] == a[members]).sum())
+        total += len(members)
+    return agree / total if total else float("nan")

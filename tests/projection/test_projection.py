@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 import dmlviz
+from dmlviz.eval import assign_to_centers
+from dmlviz.projection import ownership_agreement, place_centers, placement
 from dmlviz.projection import (
     BackgroundJob,
     EpochNotRecordedError,
@@ -53,8 +55,11 @@ class FakeRun:
         if epoch not in self.frames:
             raise KeyError(f"no epoch {epoch}")
         x = self.frames[epoch].astype(np.float32)
-        c = self.centers.get(epoch, np.zeros((0, 1, x.shape[1]), np.float32))
-        return SimpleNamespace(embeddings=x, centers=c.astype(np.float32))
+        c = self.centers.get(epoch, np.zeros((0, 1, x.shape[1]), np.float32)).astype(np.float32)
+        labels = np.arange(len(x)) % max(len(c), 1)
+        classes = np.arange(len(c))
+        assignments = assign_to_centers(x, labels, c, classes) if len(c) else np.full(len(x), -1)
+        return SimpleNamespace(embeddings=x, centers=c, labels=labels, center_classes=classes, assignments=assignments)
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -258,8 +263,7 @@ def test_warm_started_frames_are_continuous(umap_run):
     independent = {}
     for e in epochs:
         snap = run.snapshot(e)
-        x = np.concatenate([snap.embeddings, snap.centers.reshape(-1, snap.embeddings.shape[1])])
-        y = fitting.umap_2d(x, n_neighbors=15, min_dist=0.1, seed=e + 1, init="spectral", n_epochs=200)
+        y = fitting.umap_2d(snap.embeddings, n_neighbors=15, min_dist=0.1, seed=e + 1, init="spectral", n_epochs=200)
         independent[e] = y[: len(snap)]
     free = [procrustes_disparity(independent[a], independent[b]) for a, b in zip(epochs, epochs[1:])]
     assert np.mean(chain) < np.mean(free)
@@ -399,3 +403,93 @@ def test_bad_arguments(pca_run):
 def test_import_is_cheap_and_does_not_import_umap():
     code = "import sys, dmlviz.projection; assert 'umap' not in sys.modules and 'numba' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# ------------------------------------------------- centers drawn where their samples are
+
+
+def _known_owners(seed: int = 0):
+    """3 classes × 2 real modes in 12-d, K=4: two centers sit on the modes, two point nowhere (own nothing)."""
+    rng = np.random.default_rng(seed)
+    classes, k, d, per_mode = 3, 4, 12, 40
+    modes = rng.normal(size=(classes, 2, d))
+    modes /= np.linalg.norm(modes, axis=-1, keepdims=True)
+    x, labels = [], []
+    for c in range(classes):
+        for m in range(2):
+            x.append(modes[c, m] + 0.15 * rng.normal(size=(per_mode, d)))
+            labels += [c] * per_mode
+    x = np.concatenate(x).astype(np.float32)
+    labels = np.asarray(labels)
+    centers = np.zeros((classes, k, d), np.float32)
+    centers[:, :2] = modes
+    centers[:, 2:] = -modes  # opposite the class: never the most similar center of any sample
+    return x, labels, centers
+
+
+def test_agreement_counts_nearest_drawn_center_of_the_own_class() -> None:
+    points = np.array([[0.0, 0], [1, 0], [10, 0], [11, 0], [0, 0.5]])
+    labels = np.array([0, 0, 0, 0, 1])
+    assignments = np.array([0, 0, 1, 0, 0])  # sample 3 belongs to center 0 but sits beside center 1
+    center_xy = np.array([[[0.5, 0], [10.5, 0]], [[0, 0], [0, 0]]])
+    owning = np.array([[True, True], [True, False]])
+    # class 1 has one owning center: nothing to misread, not counted
+    assert ownership_agreement(points, labels, assignments, center_xy, [0, 1], owning) == pytest.approx(3 / 4)
+    assert np.isnan(ownership_agreement(points, labels, assignments, center_xy, [0, 1], np.array([[True, False], [True, False]])))
+    with pytest.raises(ValueError, match="center_xy must be"):
+        ownership_agreement(points, labels, assignments, center_xy[:, :, :1], [0, 1], owning)
+
+
+def test_centers_are_drawn_among_the_samples_they_own_and_empty_ones_are_marked() -> None:
+    x, labels, centers = _known_owners()
+    assignments = assign_to_centers(x, labels, centers, np.arange(3))
+    assert set(np.unique(assignments)) == {0, 1}
+    points = np.random.default_rng(1).normal(size=(len(x), 2))
+    xy, owning = place_centers(points, labels, assignments, x, centers, np.arange(3))
+    assert xy.shape == (3, 4, 2) and owning.tolist() == [[True, True, False, False]] * 3
+    for c in range(3):
+        for j in range(2):
+            # with a perfect LVQ start (the means), a center stays at the mean of what it owns unless moving helps
+            owned = points[(labels == c) & (assignments == j)]
+            assert np.linalg.norm(xy[c, j] - owned.mean(0)) < 0.5 * np.ptp(points)
+        for j in (2, 3):  # hollow centers sit on their most similar sample of the class
+            members = np.flatnonzero(labels == c)
+            best = members[np.argmax((x[members] / np.linalg.norm(x[members], axis=1, keepdims=True)) @ centers[c, j])]
+            np.testing.assert_allclose(xy[c, j], points[best])
+
+
+def test_placement_is_never_worse_than_plain_means(monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    points = rng.normal(size=(300, 2))
+    labels = np.repeat([0, 1, 2], 100)
+    assignments = rng.integers(0, 3, size=300)  # ownership unrelated to position: the worst case
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    centers = rng.normal(size=(3, 3, 4)).astype(np.float32)
+    tuned = ownership_agreement(points, labels, assignments, *place_centers(points, labels, assignments, x, centers, np.arange(3))[:1], np.arange(3), np.ones((3, 3), bool))
+    monkeypatch.setattr(placement, "LVQ_ROUNDS", 0)
+    plain = ownership_agreement(points, labels, assignments, *place_centers(points, labels, assignments, x, centers, np.arange(3))[:1], np.arange(3), np.ones((3, 3), bool))
+    assert tuned >= plain
+
+
+@pytest.mark.parametrize("method", ["pca", "umap"])
+def test_layouts_read_ownership_right_on_known_owners(tmp_path, method) -> None:
+    """A regression guard: samples of well-separated owners must be read right from the map (≥ 0.95)."""
+    x, labels, centers = _known_owners()
+    run = FakeRun(tmp_path / method, {0: x}, {0: centers})
+    run.snapshot = _with_labels(run.snapshot, labels)
+    lay = Projector(run, method).get(0)
+    assert lay.owning.tolist() == [[True, True, False, False]] * 3
+    assert lay.ownership >= 0.95
+    again = Projector(run, method).cached(0)  # stored in the cache with the layout
+    assert again.ownership == pytest.approx(lay.ownership) and again.owning.tolist() == lay.owning.tolist()
+
+
+def _with_labels(snapshot, labels):
+    def patched(epoch):
+        snap = snapshot(epoch)
+        snap.labels = labels
+        snap.center_classes = np.arange(len(snap.centers))
+        snap.assignments = assign_to_centers(snap.embeddings, labels, snap.centers, snap.center_classes)
+        return snap
+
+    return patched

@@ -1,0 +1,122 @@
+"""Where a 2-D map draws the loss's centers: among the samples they own, not as extra points of the layout.
+
+A center is not a sample. In the embedding it usually sits far from the samples it owns (a
+SoftTriple center's cosine to its own samples is ~0.55, while a sample's 10th neighbour is at
+~0.8), so laying centers out as extra rows of a UMAP or PCA puts them where a reader misjudges
+which samples they own. Here the samples are laid out alone, and each center is then drawn at
+the mean 2-D position of the samples it owns (its assignment, by cosine in the embedding).
+What that hides: the center's true similarity to its samples.
+
+A class's owned-sample means can fall so that some sample's nearest drawn center is not its
+own (its center's samples form two islands, say). A few rounds of learning vector quantisation
+(LVQ1, restricted to each class) then nudge the drawn centers, starting from the means, so that
+as many samples as possible have their own center nearest; a nudge is kept only when it raises
+the class's map-ownership agreement, so the result is never worse than the plain means.
+
+A center that owns no sample is drawn at the class sample most cosine-similar to it, hollow,
+and is not counted in the map-ownership agreement (no sample can read it as its owner).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: How center positions are described on the map (caption and hover).
+PLACEMENT_NOTE = (
+    "each center is drawn at the mean position of the samples it owns (nudged where that makes a sample's "
+    "nearest center its own); centers that own no sample are hollow, at their most similar sample. "
+    "A drawn center's distance to its samples does not show its true cosine to them."
+)
+
+#: LVQ rounds over a class's samples and the step of the first (it decays linearly).
+LVQ_ROUNDS = 30
+LVQ_STEP = 0.5
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _agreement(points: np.ndarray, owner: np.ndarray, xy: np.ndarray, owning: np.ndarray) -> int:
+    """Samples [n] (points [n, 2], owner index into xy) whose nearest owning drawn center is their own."""
+    cand = np.flatnonzero(owning)
+    d = ((points[:, None, :] - xy[None, cand, :]) ** 2).sum(-1)
+    return int((cand[np.argmin(d, axis=1)] == owner).sum())
+
+
+def _lvq(points: np.ndarray, owner: np.ndarray, xy: np.ndarray, owning: np.ndarray) -> np.ndarray:
+    """Batch LVQ1 rounds on one class (only owning centers move); returns the best positions seen.
+
+    Each round, every owning center moves a step towards the mean of its own samples that are
+    nearer another center, and half a step away from the mean of other centers' samples that
+    are nearest to it.
+    """
+    cand = np.flatnonzero(owning)
+    best, cur = xy.copy(), xy.copy()
+    best_score = _agreement(points, owner, xy, owning)
+    k = len(xy)
+    for r in range(LVQ_ROUNDS):
+        if best_score == len(points):
+            break
+        d = ((points[:, None, :] - cur[None, cand, :]) ** 2).sum(-1)
+        near = cand[np.argmin(d, axis=1)]
+        wrong = near != owner
+        if not wrong.any():
+            break
+        step = LVQ_STEP * (1.0 - r / LVQ_ROUNDS)
+        n_pull = np.bincount(owner[wrong], minlength=k)[:, None]
+        n_push = np.bincount(near[wrong], minlength=k)[:, None]
+        pull = np.stack([np.bincount(owner[wrong], weights=points[wrong, a], minlength=k) for a in (0, 1)], 1)
+        push = np.stack([np.bincount(near[wrong], weights=points[wrong, a], minlength=k) for a in (0, 1)], 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            move = np.where(n_pull > 0, pull / np.maximum(n_pull, 1) - cur, 0.0)
+            move -= 0.5 * np.where(n_push > 0, push / np.maximum(n_push, 1) - cur, 0.0)
+        cur = cur + step * move
+        score = _agreement(points, owner, cur, owning)
+        if score > best_score:
+            best, best_score = cur.copy(), score
+    return best
+
+
+def place_centers(
+    points: np.ndarray,
+    labels: np.ndarray,
+    assignments: np.ndarray,
+    embeddings: np.ndarray,
+    centers: np.ndarray,
+    center_classes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """2-D positions of the centers from the samples they own -> (xy float32 [C', K, 2], owning bool [C', K]).
+
+    points [N, 2]: the samples' layout; labels, assignments [N] (assignment -1: no center);
+    embeddings [N, D] and centers [C', K, D] (only used to put a center that owns nothing at its
+    most similar sample of its class); center_classes [C']. A class with no sample in the probe
+    has its centers at the mean of all points, hollow.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    labels = np.asarray(labels)
+    assignments = np.asarray(assignments, dtype=np.int64)
+    n_rows, k = centers.shape[:2]
+    xy = np.zeros((n_rows, k, 2))
+    owning = np.zeros((n_rows, k), dtype=bool)
+    if n_rows == 0 or k == 0:
+        return xy.astype(np.float32), owning
+    fallback = points.mean(0) if len(points) else np.zeros(2)
+    unit_centers = _normalize(np.asarray(centers, dtype=np.float64))
+    for row, cls in enumerate(np.asarray(center_classes)):
+        members = np.flatnonzero((labels == cls) & (assignments >= 0))
+        if not len(members):
+            xy[row] = fallback
+            continue
+        owner = assignments[members]
+        counts = np.bincount(owner, minlength=k)
+        owning[row] = counts > 0
+        for j in np.flatnonzero(owning[row]):
+            xy[row, j] = points[members[owner == j]].mean(0)
+        if owning[row].sum() > 1:
+            xy[row] = _lvq(points[members], owner, xy[row], owning[row])
+        empty = np.flatnonzero(~owning[row])
+        if len(empty):
+            sims = unit_centers[row, empty] @ _normalize(np.asarray(embeddings[members], dtype=np.float64)).T
+            xy[row, empty] = points[members[np.argmax(sims, axis=1)]]
+    return xy.astype(np.float32), owning
