@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DMLDataset, Split
-from ..eval import assign_to_centers, center_purity, effective_k, nmi, retrieval_metrics
+from ..eval import assign_to_centers, effective_k, nmi, retrieval_metrics, submode_score
 from ..losses import DMLLoss
 from ..runs import RunWriter
 
@@ -67,6 +67,7 @@ class Recorder:
             self._write_probe()
         self.probe_labels = dataset.labels[self.probe_ids]
         self.probe_fine = None if dataset.fine_labels is None else dataset.fine_labels[self.probe_ids]
+        self.probe_held_out = split.membership(len(dataset))[self.probe_ids] == 1
         # Embed the union of probe and test samples once per epoch.
         self._union = np.union1d(self.probe_ids, split.test)
         self._probe_pos = np.searchsorted(self._union, self.probe_ids)
@@ -148,7 +149,11 @@ class Recorder:
             row.update(retrieval_metrics(test, test_labels, ks=self.ks))
             row["nmi"] = nmi(test.numpy(), test_labels)
         if self.probe_fine is not None:
-            row["purity"] = center_purity(assignments, self.probe_labels, self.probe_fine)
+            # how the centers split each class along its hidden fine labels (≈ 0 at chance, 1 exact):
+            # on the probe's held-out samples (the claim is about generalisation; NaN when held-out
+            # classes have no centers, as with a class-disjoint split) and on its training samples
+            for column, rows in (("submode_score", self.probe_held_out), ("submode_score_train", ~self.probe_held_out)):
+                row[column] = submode_score(self.probe_labels[rows], self.probe_fine[rows], assignments[rows])
         row["effective_k"] = float(eff_k.mean()) if len(eff_k) else float("nan")
         row["record_seconds"] = time.perf_counter() - start
         self.writer.append_metrics(row)

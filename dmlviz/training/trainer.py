@@ -237,7 +237,7 @@ def train(
                     "or changed loss parameters (a run that diverged accepts these changes)"
                 ) from error
             _save(writer, net, loss_fn, optimizer, epoch)
-            bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("loss", "recall@1", "purity", "effective_k")})
+            bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("loss", "recall@1", "submode_score", "effective_k")})
             logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
     except (KeyboardInterrupt, SystemExit) as error:
         writer.mark_stopped(f"interrupted ({type(error).__name__})")

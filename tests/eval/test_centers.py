@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dmlviz.eval import assign_to_centers, center_counts, center_purity, effective_k
+from dmlviz.eval import assign_to_centers, center_counts, center_purity, effective_k, submode_score
 
 
 def unit(deg: float) -> list[float]:
@@ -132,3 +132,29 @@ def test_center_bad_inputs() -> None:
         center_counts(np.array([0, 1]), [0, 7], [0, 1], 3)
     with pytest.raises(ValueError, match="fine_labels must be 1-D with 2 entries"):
         center_purity(np.array([0, 1]), [0, 0], [1])
+
+
+# ------------------------------------------------------------------------ sub-mode score
+
+
+@pytest.mark.parametrize("per_class, classes, k", [(400, 5, 10), (5, 400, 10), (5, 400, 2), (60, 50, 3)])
+def test_submode_score_is_zero_at_chance_at_any_k_and_class_size(per_class, classes, k) -> None:
+    rng = np.random.default_rng(per_class * 1000 + k)
+    labels = np.repeat(np.arange(classes), per_class)
+    fine = labels * 2 + rng.integers(0, 2, size=len(labels))
+    random = rng.integers(0, k, size=len(labels))
+    # mean over 10 seeds is within 0.005 of 0 (std 0.02 with 5 samples per class); purity would be 0.55-0.92 here
+    assert abs(submode_score(labels, fine, random)) < 0.07
+    assert submode_score(labels, fine, fine % 2) == pytest.approx(1.0)  # one center per fine label
+    assert submode_score(labels, fine, (fine % 2) * 3 + rng.integers(0, 2, size=len(labels))) < 0.95  # a mode split in two
+    assert submode_score(labels, fine, np.zeros_like(labels)) == 0.0  # one center per class (SoftMax)
+
+
+def test_submode_score_edge_cases() -> None:
+    # a class with a single fine label has nothing to split: left out; no class left -> NaN
+    assert np.isnan(submode_score([0, 0, 1, 1], [5, 5, 6, 6], [0, 1, 0, 1]))
+    assert np.isnan(submode_score([0, 1], [0, 1], [-1, -1]))
+    labels, fine = [0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 2, 2, 2, 2]
+    assert submode_score(labels, fine, [0, 0, 1, 1, 0, 1, 0, 1]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="fine_labels must be 1-D with 3 entries"):
+        submode_score([0, 0, 1], [0, 1], [0, 0, 0])

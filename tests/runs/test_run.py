@@ -53,7 +53,7 @@ def test_snapshot_contents(small_run):
 def test_metrics_frame(small_run):
     m = small_run.metrics
     assert m["epoch"].tolist() == [0, 1, 2, 3]
-    for column in ("loss", "recall@1", "recall@8", "map@r", "r_precision", "nmi", "purity", "effective_k"):
+    for column in ("loss", "recall@1", "recall@8", "map@r", "r_precision", "nmi", "submode_score", "submode_score_train", "effective_k"):
         assert column in m
     assert np.isnan(m.loc[0, "loss"]) and (m.loc[1:, "loss"] > 0).all()
     assert ((m["recall@1"] >= 0) & (m["recall@1"] <= 1)).all()
