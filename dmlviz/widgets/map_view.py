@@ -18,14 +18,26 @@ from .thumbs import png_data_uri
 
 logger = logging.getLogger(__name__)
 
-COLOR_LABELS = {"class": "class", "fine": "fine label (hidden truth)", "center": "assigned center", "nn": "nearest neighbour right?"}
+COLOR_LABELS = {
+    "class": "class",
+    "fine": "fine label (hidden truth)",
+    "center": "assigned center (selected class)",
+    "nn": "nearest neighbour in this probe right?",
+}
+#: Colours of a class's centers when samples are coloured by assigned center. Only the selected
+#: class is coloured (every other sample grey), so these cannot be read as class colours.
+CENTER_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+                  "#469990", "#9a6324", "#800000", "#808000", "#000075", "#fabed4", "#ffd8b1", "#aaffc3"]
+#: Below this map-ownership agreement the map warns that ownership cannot be read from positions.
+OWNERSHIP_GOAL = 0.9
 
 
 class MapView(widgets.VBox):
     """Samples (Scattergl) coloured by class, fine label, assigned center or nearest-neighbour correctness;
-    centers as distinct markers in their class colour; epoch slider with play; train/test filter;
-    hover preview; click to select a sample; lasso/box selection. Above ``max_points`` it draws a
-    stratified sample and says so."""
+    centers drawn among the samples they own (hollow when they own none), in their class colour;
+    epoch slider with play; train/test filter; hover preview; click to select a sample; lasso/box
+    selection. Above ``max_points`` it draws a uniform random sample of the points and says so.
+    Beside the map: k-NN preservation of the samples and map-ownership agreement of the centers."""
 
     def __init__(self, state: ExplorerState, max_points: int = 20_000, height: int = 520) -> None:
         self.state, self.max_points = state, int(max_points)
@@ -63,6 +75,10 @@ class MapView(widgets.VBox):
         self.hover = widgets.HTML(layout=widgets.Layout(min_height="64px"))
         self.selected = widgets.HTML()
         self.selected.add_class("dmlviz-selection")
+        self.caption = widgets.HTML()
+        self.caption.add_class("dmlviz-map-caption")
+        self.colour_note = widgets.HTML()
+        self.colour_note.add_class("dmlviz-colour-note")
 
         self.epoch_slider.observe(lambda c: setattr(state, "epoch", c["new"]), "value")
         self.color_by.observe(lambda c: setattr(state, "color_by", c["new"]), "value")
@@ -92,7 +108,7 @@ class MapView(widgets.VBox):
         self.figure.data[1].on_click(self._on_center_click)
         controls = widgets.HBox([self.play, self.epoch_slider, self.layout_toggle, self.progress, self.status], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         filters = widgets.HBox([self.color_by, self.split_toggle, self.count], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        super().__init__([plotly_code(), controls, filters, self.figure, widgets.HBox([self.legend, self.hover]), self.selected])
+        super().__init__([plotly_code(), controls, filters, self.colour_note, self.figure, self.caption, widgets.HBox([self.legend, self.hover]), self.selected])
         self.add_class("dmlviz-map")
 
     # -- state → view ----------------------------------------------------------------------
@@ -169,14 +185,14 @@ class MapView(widgets.VBox):
         layout = state.layout()
         rows = self._rows
         marker, opacity = self._colours(snap, rows)
-        centers = layout.centers.reshape(-1, 2)
+        self.colour_note.value = self._colour_note(snap, rows)
         with self.figure.batch_update():
             samples = self.figure.data[0]
             if points:
                 samples.x, samples.y = layout.points[rows, 0], layout.points[rows, 1]
             samples.marker.update(marker)
             samples.marker.opacity = opacity
-            self._draw_centers(snap, centers)
+            self._draw_centers(snap, layout)
             self._draw_marks(layout)
         self.redraw_status(layout)
 
@@ -191,38 +207,97 @@ class MapView(widgets.VBox):
         elif mode == "fine":
             codes, n = snap.fine_labels[rows], int(snap.fine_labels.max()) + 1
         elif mode == "center":
-            codes, n = snap.assignments[rows], (snap.centers.shape[1] if snap.centers.size else 1)
+            cls = self._center_class(snap)
+            codes = np.where(snap.labels[rows] == cls, snap.assignments[rows], -1)
+            n = snap.centers.shape[1] if snap.centers.size else 1
         else:
             codes, n = np.where(state.nearest_correct(rows=rows), 1, 0), 2
         scale, low, high = discrete_colorscale(n)
+        if mode == "center":
+            scale, low, high = _center_colorscale(n)
         if mode == "nn":
             scale = [[0, "#bbbbbb"], [1 / 3, "#bbbbbb"], [1 / 3, "#d62728"], [2 / 3, "#d62728"], [2 / 3, "#2ca02c"], [1, "#2ca02c"]]
         marker = dict(color=codes.astype(np.float32), colorscale=scale, cmin=low, cmax=high, showscale=False)
-        if state.selected_class >= 0:
+        if mode == "center":
+            opacity = np.where(codes >= 0, 0.9, 0.25).astype(np.float32)
+        elif state.selected_class >= 0:
             opacity = np.where(snap.labels[rows] == state.selected_class, 0.9, 0.12).astype(np.float32)
         else:
             opacity = 0.8
         return marker, opacity
 
-    def _draw_centers(self, snap: Any, xy: np.ndarray) -> None:
+    def _colour_note(self, snap: Any, rows: np.ndarray) -> str:
+        """What the colours mean when they are not the classes."""
+        state = self.state
+        style = '<div style="font-size:11px;color:#555">'
+        if state.color_by == "center" and snap.centers.size:
+            cls = self._center_class(snap)
+            picked = "selected" if state.selected_class >= 0 else "picked (pick another with a center click or the class inspector)"
+            return (f"{style}Samples of class <b>{html.escape(snap.class_names[cls])}</b> ({picked}) coloured by the center "
+                    "that owns them (highest cosine in the embedding); every other sample grey. Center colours are not class colours.</div>")
+        if state.color_by == "nn":
+            right = state.nearest_correct(rows=rows)
+            row = self._metrics_row()
+            recall = f"; Recall@1 in the metrics view ({row:.3f}) uses every test sample, not this probe" if row == row else ""
+            return (f"{style}Green: the nearest other sample <i>in this probe, same split</i> (cosine) has the same class "
+                    f"({right.mean():.1%} of the points drawn){recall}.</div>")
+        return ""
+
+    def _metrics_row(self) -> float:
+        """Recall@1 on the test split at the current epoch, NaN if not recorded."""
+        table = self.state.run.metrics
+        row = table[table["epoch"] == self.state.epoch]
+        return float(row["recall@1"].iloc[0]) if len(row) and "recall@1" in row else float("nan")
+
+    def _center_class(self, snap: Any) -> int:
+        """The class whose samples are coloured by center: the selected one, else the first with most owning centers."""
+        cls = self.state.selected_class
+        if cls >= 0 or not snap.centers.size:
+            return cls
+        k = snap.centers.shape[1]
+        owning = (center_counts(snap.assignments, snap.labels, snap.center_classes, k) > 0).sum(1)
+        return int(snap.center_classes[int(np.argmax(owning))])
+
+    def _draw_centers(self, snap: Any, layout: Any) -> None:
         trace = self.figure.data[1]
         if not snap.centers.size:
             trace.x, trace.y = [], []
+            self.caption.value = ""
             return
+        xy = layout.centers.reshape(-1, 2)
         n_classes, k = snap.centers.shape[:2]
         classes = np.repeat(snap.center_classes, k)
         index = np.tile(np.arange(k), n_classes)
-        owned = center_counts(snap.assignments, snap.labels, snap.center_classes, k)
+        owned = center_counts(snap.assignments, snap.labels, snap.center_classes, k).ravel()
+        owning = layout.owning.ravel() if layout.owning is not None else owned > 0
         names = np.asarray(snap.class_names)
         learned = snap.centers_kind == "learned"
         what = "center" if learned else "class mean"
-        text = [f"class {names[c]} · {what} {i}" + (f" · owns {o} samples" if learned else "") for c, i, o in zip(classes, index, owned.ravel())]
+        where = "drawn at the mean of its samples" if owned.sum() else ""
+        text = [
+            f"class {names[c]} · {what} {i} · owns {o} probe samples · {where if own else 'owns no sample: drawn hollow at its most similar sample'}"
+            for c, i, o, own in zip(classes, index, owned, owning)
+        ]
         colours = colour_array(classes, len(snap.class_names))
+        mode_class = self._center_class(snap) if self.state.color_by == "center" else -1
+        if mode_class >= 0:  # the coloured class's centers in the samples' center colours, the others grey
+            table = np.asarray(_center_palette(k))
+            colours = np.where(classes == mode_class, table[index], "#bbbbbb")
         self._center_classes = classes
-        sizes = np.where(classes == self.state.selected_class, 18, 12) if self.state.selected_class >= 0 else 12
+        selected = self.state.selected_class if self.state.selected_class >= 0 else mode_class
+        sizes = np.where(classes == selected, 18, 12) if selected >= 0 else np.full(len(classes), 12)
+        sizes = np.where(owning, sizes, sizes - 3)
+        symbol = np.where(owning, "diamond" if learned else "x", "diamond-open" if learned else "x-open")
         trace.update(
             x=xy[:, 0], y=xy[:, 1], text=text, name="centers (learned)" if learned else "class means (this loss has no centers)",
-            marker=dict(color=colours.tolist(), size=sizes, symbol="diamond" if learned else "x"),
+            marker=dict(color=colours.tolist(), size=sizes.tolist(), symbol=symbol.tolist(), opacity=np.where(owning, 1.0, 0.6).tolist()),
+        )
+        empty = int((~owning).sum())
+        count = f"<b>{empty} of {len(owning)} centers own no probe sample</b> (hollow). " if learned and empty else ""
+        kind = "Centers" if learned else "Class means (the loss has no centers)"
+        self.caption.value = (
+            f'<div class="dmlviz-placement" style="font-size:11px;color:#555;max-width:640px">{count}{kind}: '
+            f"{html.escape(layout.placement)}</div>"
         )
 
     def _draw_marks(self, layout: Any) -> None:
@@ -252,9 +327,21 @@ class MapView(widgets.VBox):
             note = f" — {state.layout_status or state.layout_method.upper() + ' not ready'}"
         elif state.layout_status:
             note = f" — {state.layout_status}"
+        agreement = layout.ownership
+        if agreement == agreement:  # not NaN: some class has two centers that own samples
+            colour = "#2ca02c" if agreement >= OWNERSHIP_GOAL else "#d62728"
+            own = (
+                f' · map-ownership agreement <b style="color:{colour}">{agreement:.2f}</b> (share of samples whose nearest '
+                "drawn center of their class is the one that owns them"
+                + ("" if agreement >= OWNERSHIP_GOAL else "; below 0.90: this map mixes the samples of different centers, "
+                   "so read ownership from the colours (assigned center), not from distances")
+                + ")"
+            )
+        else:
+            own = " · map-ownership agreement: — (no class has two centers that own samples)"
         self.status.value = (
             f'<span class="dmlviz-layout-status">{shown}, epoch {state.epoch}: k-NN preservation '
-            f"<b>{layout.quality:.2f}</b> (share of each point's 10 nearest neighbours kept in 2-D){html.escape(note)}</span>"
+            f"<b>{layout.quality:.2f}</b> (share of each point's 10 nearest neighbours kept in 2-D){own}{html.escape(note)}</span>"
         )
 
     def _legend(self) -> None:
@@ -315,3 +402,18 @@ class MapView(widgets.VBox):
             picture = f'<img src="{png_data_uri(snap.thumbnails[row])}" width="56" height="56" style="image-rendering:pixelated;float:left;margin-right:6px">'
         fine = f"<br>fine: {html.escape((snap.fine_names or [])[snap.fine_labels[row]] if snap.fine_names else str(snap.fine_labels[row]))}" if snap.fine_labels is not None else ""
         self.hover.value = f"<div>{picture}<b>class {label}</b><br>{snap.split[row]} · #{snap.ids[row]}{fine}</div>"
+
+
+def _center_palette(k: int) -> list[str]:
+    """``k`` colours for the centers of one class (cycled beyond 16)."""
+    return [CENTER_COLOURS[i % len(CENTER_COLOURS)] for i in range(max(k, 1))]
+
+
+def _center_colorscale(k: int) -> tuple[list, float, float]:
+    """A discrete plotly colorscale: code -1 grey (other classes, or no center), 0..k-1 the center colours."""
+    colours = ["#cccccc"] + _center_palette(k)
+    m = len(colours)
+    scale = []
+    for i, colour in enumerate(colours):
+        scale += [[i / m, colour], [(i + 1) / m, colour]]
+    return scale, -1.5, -1.5 + m

@@ -1,17 +1,29 @@
-"""Metrics view: Recall@K, MAP@R, NMI, purity and loss over epochs, the current epoch marked."""
+"""Metrics view: Recall@K, MAP@R, NMI, the sub-mode score and the loss over epochs, the current epoch marked."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
 
-SCORES = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi", "purity")
+SCORES = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi", "submode_score", "submode_score_train")
+#: Shown at first; the others are a legend click away.
+VISIBLE = ("recall@1", "map@r", "nmi", "submode_score", "submode_score_train")
+#: Legend names that say what is computed on which samples.
+NAMES = {
+    "submode_score": "sub-mode score (held-out probe samples)",
+    "submode_score_train": "sub-mode score (training probe samples)",
+}
+TITLE = (
+    "Recall@K, MAP@R, R-precision, NMI: every test-split sample · sub-mode score: the probe, "
+    "0 = centers independent of the hidden fine labels, 1 = one center per fine label"
+)
 
 
 def _finite(values: Any) -> list[float | None]:
@@ -27,9 +39,9 @@ class MetricsView(widgets.VBox):
         self._table = None
         figure = make_subplots(specs=[[{"secondary_y": True}]])
         figure.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=30), hovermode="x unified",
-                             title=dict(text="metrics on the test split", font=dict(size=13)),
+                             title=dict(text=TITLE, font=dict(size=11)),
                              legend=dict(orientation="h", y=-0.2, font=dict(size=10)))
-        figure.update_yaxes(title_text="score", range=[0, 1.02], secondary_y=False)
+        figure.update_yaxes(title_text="score", range=[-0.05, 1.02], secondary_y=False)
         figure.update_yaxes(title_text="loss", secondary_y=True, showgrid=False, tickformat=".3g")
         self.figure: Any = figure
         self.summary = widgets.HTML()
@@ -54,8 +66,12 @@ class MetricsView(widgets.VBox):
                 return
             for column in SCORES:
                 if column in table and table[column].notna().any():
-                    visible = True if column in ("recall@1", "map@r", "nmi", "purity") else "legendonly"
-                    self.figure.add_trace(go.Scatter(x=table["epoch"], y=_finite(table[column]), name=column, mode="lines+markers", visible=visible), secondary_y=False)
+                    visible = True if column in VISIBLE else "legendonly"
+                    self.figure.add_trace(go.Scatter(x=table["epoch"], y=_finite(table[column]), name=NAMES.get(column, column), mode="lines+markers", visible=visible), secondary_y=False)
+            chance = self._recall_chance()
+            if chance == chance and "recall@1" in table:
+                self.figure.add_trace(go.Scatter(x=table["epoch"], y=[chance] * len(table), name="recall@1 by chance", mode="lines",
+                                                 line=dict(color="#999", dash="dot"), hoverinfo="skip"), secondary_y=False)
             if "loss" in table:
                 self.figure.add_trace(go.Scatter(x=table["epoch"], y=_finite(table["loss"]), name="loss", mode="lines", line=dict(color="#444", dash="dash")), secondary_y=True)
         if isinstance(self.figure, FigureWidget):
@@ -70,8 +86,20 @@ class MetricsView(widgets.VBox):
         if table is None or not len(table) or state.epoch not in set(table["epoch"]):
             return
         row = table[table["epoch"] == state.epoch].iloc[0]
-        parts = [f"{c} <b>{row[c]:.3f}</b>" for c in ("recall@1", "map@r", "nmi", "purity") if c in row and row[c] == row[c]]
+        parts = [f"{NAMES.get(c, c)} <b>{row[c]:.3f}</b>" for c in VISIBLE if c in row and row[c] == row[c]]
         self.summary.value = f'<div class="dmlviz-metrics-summary">epoch {state.epoch}: ' + " · ".join(parts) + "</div>"
+
+    def _recall_chance(self) -> float:
+        """Recall@1 of a random neighbour: mean over test queries of (same-class others) / (others), from the probe's test rows."""
+        run = self.state.run
+        if run is None or not self.state.epochs:
+            return float("nan")
+        probe = run.probe
+        labels = probe["labels"][probe["split"] == 1]
+        if len(labels) < 2:
+            return float("nan")
+        _, counts = np.unique(labels, return_counts=True)
+        return float((counts * (counts - 1)).sum() / (len(labels) * (len(labels) - 1)))
 
     def _on_click(self, trace: Any, points: Any, selector: Any) -> None:
         if points.xs:

@@ -50,9 +50,18 @@ def test_map_colour_modes_split_filter_and_selection(small_run):
     state.color_by = "fine"
     np.testing.assert_array_equal(view.figure.data[0].marker.color, snap.fine_labels)
     state.color_by = "center"
-    np.testing.assert_array_equal(view.figure.data[0].marker.color, snap.assignments)
+    # only one class is coloured by center (here none is selected: the one with most owning centers);
+    # every other sample is grey (-1), so center colours cannot be read as classes
+    picked = view._center_class(snap)
+    colours = np.array(view.figure.data[0].marker.color)
+    np.testing.assert_array_equal(colours, np.where(snap.labels == picked, snap.assignments, -1))
+    assert f"class <b>{snap.class_names[picked]}</b>" in view.colour_note.value
+    state.selected_class = (picked + 1) % 4
+    np.testing.assert_array_equal(np.array(view.figure.data[0].marker.color), np.where(snap.labels == state.selected_class, snap.assignments, -1))
+    state.selected_class = -1
     state.color_by = "nn"
     assert set(np.unique(view.figure.data[0].marker.color)) <= {0.0, 1.0}
+    assert "in this probe, same split" in view.colour_note.value and "uses every test sample" in view.colour_note.value
     view.split_toggle.value = "test"
     assert state.split == "test" and len(view.figure.data[0].x) == int((snap.split == "test").sum())
     # lasso selection and click map trace indices back to probe rows
@@ -126,7 +135,7 @@ def test_metrics_view_draws_metrics_and_moves_the_epoch(small_run):
     state = ExplorerState(small_run)
     view = MetricsView(state)
     names = {t.name for t in view.figure.data}
-    assert {"recall@1", "map@r", "nmi", "purity", "loss"} <= names
+    assert {"recall@1", "map@r", "nmi", "sub-mode score (held-out probe samples)", "recall@1 by chance", "loss"} <= names
     recall = next(t for t in view.figure.data if t.name == "recall@1")
     assert list(recall.x) == [0, 1, 2, 3]
     loss = next(t for t in view.figure.data if t.name == "loss")
