@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
-from ..eval.centers import center_purity, effective_k
+from ..eval.centers import effective_k, submode_score
 from .colors import palette
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
@@ -17,8 +17,9 @@ from .thumbs import gallery, tile
 
 
 class ClassInspector(widgets.VBox):
-    """Pick a class: its centers with the samples each owns, a gallery of the samples nearest each
-    center, purity against the fine labels when known, and a center-to-center similarity heatmap."""
+    """Pick a class: its centers with the samples each owns, a gallery of each center's owned samples
+    most similar to it, the class's sub-mode score against the fine labels when known (0 = chance),
+    and a center-to-center similarity heatmap."""
 
     def __init__(self, state: ExplorerState, per_center: int = 6) -> None:
         self.state, self.per_center = state, per_center
@@ -87,8 +88,12 @@ class ClassInspector(widgets.VBox):
         eff = int(effective_k(centers[None], eps=state.eps)[0]) if kind == "learned" else 1
         purity_text = ""
         if snap.fine_labels is not None:
-            purity = center_purity(assigned, snap.labels[members], snap.fine_labels[members])
-            purity_text = f" · purity against fine labels <b>{purity:.2f}</b>"
+            score = submode_score(snap.labels[members], snap.fine_labels[members], assigned)
+            shown = f"{score:.2f}" if score == score else "— (one fine label)"
+            purity_text = (
+                f" · sub-mode score <b>{shown}</b> (how well its centers split it along the hidden fine labels: "
+                "0 = no better than chance, 1 = one center per fine label)"
+            )
         what = "learned centers" if kind == "learned" else "class mean (this loss has no centers; the mean of the class's embeddings stands in)"
         self.summary.value = (
             f'<div class="dmlviz-class-summary"><b>class {name}</b>, epoch {snap.epoch}: {len(members)} samples, {k} {what}; '
@@ -113,9 +118,14 @@ class ClassInspector(widgets.VBox):
                 values, freq = np.unique(snap.fine_labels[owned], return_counts=True)
                 top = values[np.argmax(freq)]
                 top_name = snap.fine_names[top] if snap.fine_names else str(top)
-                fine_note = f" · mostly <b>{html.escape(str(top_name))}</b> ({freq.max() / len(owned):.0%})"
+                share = float(np.mean(snap.fine_labels[members] == top))
+                fine_note = (
+                    f" · mostly <b>{html.escape(str(top_name))}</b> ({freq.max() / len(owned):.0%}; "
+                    f"{share:.0%} of the class, the share a center picking samples at random would hold)"
+                )
+            shown_note = f" · the {len(nearest)} it owns most similar to it" if len(owned) else ""
             blocks.append(
-                f'<div class="dmlviz-center-gallery" style="margin:4px 0"><div style="font-size:12px">center {j}: owns <b>{counts[j]}</b> samples{fine_note}</div>'
+                f'<div class="dmlviz-center-gallery" style="margin:4px 0"><div style="font-size:12px">center {j}: owns <b>{counts[j]}</b> probe samples{fine_note}{shown_note}</div>'
                 f"{gallery(tiles, empty='owns no samples (a redundant center)')}</div>"
             )
         self.galleries.value = f'<div style="max-height:420px;overflow-y:auto">{"".join(blocks)}</div>'

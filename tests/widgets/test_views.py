@@ -110,12 +110,23 @@ def test_class_inspector_shows_each_centers_samples_and_purity(image_run):
     view.select.value = 2
     assert state.selected_class == 2
     assert view.galleries.value.count("dmlviz-center-gallery") == 3
-    assert "purity against fine labels" in view.summary.value and "class 2|7" in view.summary.value
+    assert "sub-mode score" in view.summary.value and "class 2|7" in view.summary.value
     z = np.array(view.heatmap.data[0].z)
     assert z.shape == (3, 3)
     np.testing.assert_allclose(np.diag(z), 1.0, atol=1e-5)
     owned = sum(int(n) for n in __import__("re").findall(r"owns <b>(\d+)</b>", view.galleries.value))
     assert owned == int((state.snapshot().labels == 2).sum())
+    # every gallery shows the samples it says it shows: min(6, owned) thumbnails, each of a sample that center owns
+    import re
+
+    snap = state.snapshot()
+    for block in view.galleries.value.split('class="dmlviz-center-gallery"')[1:]:
+        center, count = map(int, re.search(r"center (\d+): owns <b>(\d+)</b>", block).groups())
+        rows = [int(r) for r in re.findall(r'data-row="(\d+)"', block)]
+        assert len(rows) == min(6, count) == block.count("<img ")
+        assert all(snap.labels[r] == 2 and snap.assignments[r] == center for r in rows)
+        if count:
+            assert f"the {len(rows)} it owns most similar to it" in block
 
 
 def test_merge_timeline_recomputes_with_eps_and_moves_the_epoch(small_run):
