@@ -128,7 +128,8 @@ class ClassInspector(widgets.VBox):
                 f'<div class="dmlviz-center-gallery" style="margin:4px 0"><div style="font-size:12px">center {j}: owns <b>{counts[j]}</b> probe samples{fine_note}{shown_note}</div>'
                 f"{gallery(tiles, empty='owns no samples (a redundant center)')}</div>"
             )
-        self.galleries.value = f'<div style="max-height:420px;overflow-y:auto">{"".join(blocks)}</div>'
+        # no inner scroll box: a gallery cut at the box's bottom edge read as blank thumbnails
+        self.galleries.value = f"<div>{''.join(blocks)}</div>"
         sim = centers @ centers.T
         with self.heatmap.batch_update():
             self.heatmap.data[0].z = sim
