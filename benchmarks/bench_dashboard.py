@@ -87,7 +87,7 @@ def main() -> None:
     if not (run_path / "run.json").exists():
         from dmlviz.demo import demo_runs
 
-        demo_runs(run_path.parent, epochs=30)
+        demo_runs(run_path.parent)
     from dmlviz.projection import Projector
     from dmlviz.runs import load_run
 

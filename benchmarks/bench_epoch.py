@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import dmlviz
-from dmlviz.demo import DEMO_RUNS, DEMO_SETTINGS
+from dmlviz.demo import DEMO_RUNS, demo_settings
 from dmlviz.training import resolve_device
 
 
@@ -28,9 +28,9 @@ def main() -> None:
     results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "threads": torch.get_num_threads(), "epochs": args.epochs, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, spec in DEMO_RUNS.items():
+        for name in DEMO_RUNS:
             start = time.perf_counter()
-            run = dmlviz.train(**{**DEMO_SETTINGS, **spec}, epochs=args.epochs, out=Path(tmp) / name, device=device, progress=False)
+            run = dmlviz.train(**demo_settings(name, args.epochs), out=Path(tmp) / name, device=device, progress=False)
             wall = time.perf_counter() - start
             m = run.metrics.iloc[1:]
             results["runs"][name] = {

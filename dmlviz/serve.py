@@ -22,10 +22,10 @@ def dashboard_url(host: str, port: int, notebook: str = "explorer.ipynb", run: s
 
 def _lesson_ready(runs_dir: Path) -> bool:
     """Whether the lesson's demo runs are trained (so preheating the lesson trains nothing)."""
-    from .demo import DEMO_RUNS
+    from .demo import DEMO_RUNS, run_folder
 
     for name in DEMO_RUNS:
-        info = runs_dir / f"mnist5k-pairs-{name}" / "run.json"
+        info = run_folder(runs_dir, name) / "run.json"
         if not info.is_file() or '"finished"' not in info.read_text():
             return False
     return True
