@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 from types import SimpleNamespace
@@ -178,7 +179,8 @@ def test_live_run_picks_up_new_epochs(small_run, tmp_path):
     held = live.parent / "held.npz"
     shutil.move(live / "epoch_0003.npz", held)
     info = json.loads((live / "run.json").read_text())
-    (live / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    beat = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    (live / "run.json").write_text(json.dumps({**info, "status": "running", "heartbeat": beat}))  # a live writer's heartbeat
     explorer = Explorer(live, watch=0)
     assert explorer.state.epochs == [0, 1, 2] and explorer.state.epoch == 2
     assert "still being written" in explorer.header.value
