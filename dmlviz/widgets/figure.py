@@ -21,10 +21,55 @@ _BUNDLE = Path(go.FigureWidget.__module__ and __import__("plotly").__file__).par
 # imports it once per figure: measured here, each figure added ~2-4 s to a Voila page (1 figure
 # 2.3 s, 4 figures 11-12 s). dmlviz's figures carry a few lines instead that wait for the module,
 # which one hidden widget per kernel (PlotlyCode) brings to the page once.
+#
+# The shim must not wait for the module in `initialize`: anywidget (0.11) holds every comm message
+# of a model until its `initialize` has returned, and JupyterLab's kernel connection handles
+# messages one after another, so a figure whose comm opened before PlotlyCode's blocked the
+# whole page until anywidget gave up after 2 s ("Failed to initialize model", silently), and
+# that figure then dropped every update, its data included: in JupyterLab the map showed empty
+# axes. So `initialize` returns at once; plotly's own initialize runs when the module is here,
+# and the plotly messages that came before it (Python sets each `_py2js_*` trait to a message,
+# then back to None) are kept and replayed to it in order. `render` waits for the module.
 _SHIM = """
 const shared = (globalThis.__dmlvizPlotly ??= {});
-const module = shared.module ?? (await (shared.promise ??= new Promise((resolve) => { shared.resolve = resolve; })));
-export default module;
+const plotly = shared.module ? Promise.resolve(shared.module) : (shared.promise ??= new Promise((resolve) => { shared.resolve = resolve; }));
+const MESSAGES = ["_py2js_addTraces", "_py2js_deleteTraces", "_py2js_moveTraces", "_py2js_restyle", "_py2js_relayout",
+  "_py2js_update", "_py2js_animate", "_py2js_removeLayoutProps", "_py2js_removeTraceProps"];
+export default () => {
+  let widget = null;
+  let started = null;
+  return {
+    initialize({ model }) {
+      const early = [];
+      for (const name of MESSAGES) {
+        model.on("change:" + name, (_, value) => { if (!widget && value != null) early.push([name, value]); });
+      }
+      started = plotly.then((factory) => {
+        let replaying = null;
+        let handlers = {};
+        const proxy = {
+          get: (key) => (replaying && key in replaying ? replaying[key] : model.get(key)),
+          set: (...args) => model.set(...args),
+          save_changes: () => model.save_changes(),
+          send: (...args) => model.send(...args),
+          off: (...args) => model.off(...args),
+          on: (event, callback) => { if (handlers) (handlers[event] ??= []).push(callback); model.on(event, callback); },
+        };
+        widget = factory();
+        widget.initialize({ model: proxy });
+        for (const [name, value] of early) {
+          replaying = { [name]: value };
+          try { for (const callback of handlers["change:" + name] ?? []) callback(); } finally { replaying = null; }
+        }
+        handlers = null;
+      });
+    },
+    async render(context) {
+      await started;
+      return widget.render(context);
+    },
+  };
+};
 """
 
 
@@ -42,10 +87,14 @@ def _registering_bundle() -> str | None:
     if not default or not re.fullmatch(r"[A-Za-z_$][\w$]*", default):
         logger.info("plotly's widget bundle has an unexpected shape; each figure will carry its own copy")
         return None
+    # The module itself must not be plotly's widget: anywidget would render the hidden PlotlyCode
+    # as a figure without data (TypeError: reading 'height' of its missing layout, once per view).
+    kept = ",".join(part for part in match.group(1).split(",") if part.strip().split(" as ")[-1].strip() != "default")
     return (
-        code
+        code[: match.start()] + "export{" + kept + "}" + code[match.end():]
         + f"\n;{{const shared = (globalThis.__dmlvizPlotly ??= {{}}); shared.module = {default};"
         + f" if (shared.resolve) shared.resolve({default});}}\n"
+        + "export default { render() {} };\n"
     )
 
 
@@ -69,6 +118,8 @@ class FigureWidget(go.FigureWidget):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         shared = _registering_bundle() is not None
+        if shared:
+            plotly_code()  # its comm opens first, so the page starts loading plotly's module before this figure needs it
         self._dmlviz_esm = _SHIM if shared else None
         super().__init__(*args, **kwargs)
 
@@ -80,17 +131,20 @@ class FigureWidget(go.FigureWidget):
 def resync_on_render(figure: Any, redraw: Callable[[], None]) -> None:
     """Call ``redraw`` once the browser has drawn ``figure`` for the first time.
 
-    plotly's FigureWidget front-end (anywidget) loads its code asynchronously; updates the
-    kernel sends before that code has started are kept as the last value of a trait but never
-    applied, so a figure updated right after it was created (as every view is, while a
-    dashboard's cell runs) can show stale data. The view reports its first layout back to the
-    kernel; redrawing then pushes the current data through handlers that now exist.
+    A page that connects to a kernel after the figure was made and updated (a Voila dashboard,
+    a reloaded notebook) gets the figure's state, and plotly keeps in that state only the data
+    the widget was made with: the updates sent since were messages with no page to receive them.
+    After its first draw the page reports the drawn traces back (``_js2py_traceDeltas``; plotly
+    7.1's front-end sends its layout as ``_js2py_widget_layoutDelta``, a name the kernel has no
+    trait for, so ``_js2py_layoutDelta`` alone never comes); redrawing then sends the current
+    data to a view that now exists.
     """
     done = []
 
     def handler(change: dict) -> None:
-        if not done:
+        if not done and change["new"]:
             done.append(True)
+            figure.unobserve(handler, ["_js2py_traceDeltas", "_js2py_layoutDelta"])
             redraw()
 
-    figure.observe(handler, "_js2py_layoutDelta")
+    figure.observe(handler, ["_js2py_traceDeltas", "_js2py_layoutDelta"])
