@@ -5,13 +5,14 @@ Center statistics need only numpy/scipy; retrieval (torch) is imported on first 
 
 from typing import Any
 
-from dmlviz.eval.centers import assign_to_centers, center_counts, center_purity, effective_k, submode_score
+from dmlviz.eval.centers import assign_to_centers, center_counts, center_groups, center_purity, effective_k, submode_score
 
 _LAZY = {"knn": "retrieval", "retrieval_metrics": "retrieval", "nmi": "clustering"}
 
 __all__ = [
     "assign_to_centers",
     "center_counts",
+    "center_groups",
     "center_purity",
     "effective_k",
     "knn",

@@ -33,20 +33,37 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def effective_k(centers: Any, eps: float = 0.05) -> np.ndarray:
-    """Number of groups of centres per class (merged when Euclidean distance < eps): centers [C, K, D] -> [C] int."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)) or not eps > 0:
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
+def _check_eps(eps: Any) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)) or not eps > 0 or not np.isfinite(eps):
+        raise ValueError(f"eps must be a positive finite number, e.g. 0.05, got {eps!r}")
+    return float(eps)
+
+
+def center_groups(centers: Any, eps: float = 0.05) -> np.ndarray:
+    """Merged groups of each class's centres (connected under Euclidean distance < eps): centers [C, K, D] -> [C, K] int.
+
+    Group ids run 0..G_c-1 within each class, numbered by their first centre.
+    """
+    eps = _check_eps(eps)
     c = _check_centers(centers)
     n_cls, k, _ = c.shape
     sq = np.einsum("ckd,ckd->ck", c, c)
     d2 = sq[:, :, None] + sq[:, None, :] - 2.0 * (c @ c.transpose(0, 2, 1))  # [C, K, K]
-    cls, a, b = np.nonzero(d2 < float(eps) ** 2)
+    cls, a, b = np.nonzero(d2 < eps**2)
     nodes = n_cls * k
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (cls * k + a, cls * k + b)), shape=(nodes, nodes))
     _, comp = connected_components(graph, directed=False)
-    comp = np.sort(comp.reshape(n_cls, k), axis=1)  # components never span two classes
-    return (1 + (np.diff(comp, axis=1) != 0).sum(axis=1)).astype(np.int64)
+    comp = comp.reshape(n_cls, k)  # components never span two classes
+    groups = np.zeros((n_cls, k), dtype=np.int64)
+    for row in range(n_cls):
+        _, first, inverse = np.unique(comp[row], return_index=True, return_inverse=True)
+        groups[row] = np.argsort(np.argsort(first))[inverse]
+    return groups
+
+
+def effective_k(centers: Any, eps: float = 0.05) -> np.ndarray:
+    """Number of groups of centres per class (merged when Euclidean distance < eps): centers [C, K, D] -> [C] int."""
+    return (center_groups(centers, eps).max(axis=1) + 1).astype(np.int64)
 
 
 def _rows_of(labels: np.ndarray, center_classes: np.ndarray) -> np.ndarray:

@@ -7,14 +7,19 @@ which samples they own. Here the samples are laid out alone, and each center is 
 the mean 2-D position of the samples it owns (its assignment, by cosine in the embedding).
 What that hides: the center's true similarity to its samples.
 
+Centers of a class closer than ε (merged, as counted by effective K) are one center for every
+practical purpose: which of them a sample picks is decided by differences far below anything a
+picture can show. They are placed as one, at the mean of the samples the group owns, and drawn
+on top of each other.
+
 A class's owned-sample means can fall so that some sample's nearest drawn center is not its
 own (its center's samples form two islands, say). A few rounds of learning vector quantisation
 (LVQ1, restricted to each class) then nudge the drawn centers, starting from the means, so that
 as many samples as possible have their own center nearest; a nudge is kept only when it raises
 the class's map-ownership agreement, so the result is never worse than the plain means.
 
-A center that owns no sample is drawn at the class sample most cosine-similar to it, hollow,
-and is not counted in the map-ownership agreement (no sample can read it as its owner).
+A center (group) that owns no sample is drawn at the class sample most cosine-similar to it,
+hollow, and is not counted in the map-ownership agreement (no sample can read it as its owner).
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import numpy as np
 #: How center positions are described on the map (caption and hover).
 PLACEMENT_NOTE = (
     "each center is drawn at the mean position of the samples it owns (nudged where that makes a sample's "
-    "nearest center its own); centers that own no sample are hollow, at their most similar sample. "
-    "A drawn center's distance to its samples does not show its true cosine to them."
+    "nearest center its own); merged centers (closer than ε) are placed as one; centers that own no sample "
+    "are hollow, at their most similar sample. A drawn center's distance to its samples does not show its "
+    "true cosine to them."
 )
 
 #: LVQ rounds over a class's samples and the step of the first (it decays linearly).
@@ -85,18 +91,22 @@ def place_centers(
     embeddings: np.ndarray,
     centers: np.ndarray,
     center_classes: np.ndarray,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """2-D positions of the centers from the samples they own -> (xy float32 [C', K, 2], owning bool [C', K]).
 
     points [N, 2]: the samples' layout; labels, assignments [N] (assignment -1: no center);
     embeddings [N, D] and centers [C', K, D] (only used to put a center that owns nothing at its
-    most similar sample of its class); center_classes [C']. A class with no sample in the probe
+    most similar sample of its class); center_classes [C']; groups [C', K] (merged centers,
+    from :func:`dmlviz.eval.center_groups`; default: every center alone) are placed as one.
+    owning: the center's group owns at least one sample. A class with no sample in the probe
     has its centers at the mean of all points, hollow.
     """
     points = np.asarray(points, dtype=np.float64)
     labels = np.asarray(labels)
     assignments = np.asarray(assignments, dtype=np.int64)
     n_rows, k = centers.shape[:2]
+    groups = np.tile(np.arange(k), (n_rows, 1)) if groups is None else np.asarray(groups, dtype=np.int64)
     xy = np.zeros((n_rows, k, 2))
     owning = np.zeros((n_rows, k), dtype=bool)
     if n_rows == 0 or k == 0:
@@ -108,15 +118,20 @@ def place_centers(
         if not len(members):
             xy[row] = fallback
             continue
-        owner = assignments[members]
-        counts = np.bincount(owner, minlength=k)
-        owning[row] = counts > 0
-        for j in np.flatnonzero(owning[row]):
-            xy[row, j] = points[members[owner == j]].mean(0)
-        if owning[row].sum() > 1:
-            xy[row] = _lvq(points[members], owner, xy[row], owning[row])
-        empty = np.flatnonzero(~owning[row])
+        g = groups[row]
+        n_groups = int(g.max()) + 1
+        owner = g[assignments[members]]
+        pos = np.zeros((n_groups, 2))
+        owns = np.bincount(owner, minlength=n_groups) > 0
+        for j in np.flatnonzero(owns):
+            pos[j] = points[members[owner == j]].mean(0)
+        if owns.sum() > 1:
+            pos = _lvq(points[members], owner, pos, owns)
+        empty = np.flatnonzero(~owns)
         if len(empty):
-            sims = unit_centers[row, empty] @ _normalize(np.asarray(embeddings[members], dtype=np.float64)).T
-            xy[row, empty] = points[members[np.argmax(sims, axis=1)]]
+            first = np.array([np.flatnonzero(g == j)[0] for j in empty])
+            sims = unit_centers[row, first] @ _normalize(np.asarray(embeddings[members], dtype=np.float64)).T
+            pos[empty] = points[members[np.argmax(sims, axis=1)]]
+        xy[row] = pos[g]
+        owning[row] = owns[g]
     return xy.astype(np.float32), owning

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import numpy as np
 
 from dmlviz._validation import check_positive_float, check_positive_int
+from dmlviz.eval.centers import center_groups
 from dmlviz.runs import layout as run_layout
 from dmlviz.runs.files import write_json, write_npz
 
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("pca", "umap")
 #: Bumped when the algorithm changes, so that old caches are not reused.
-ALGORITHM_VERSION = 3
+ALGORITHM_VERSION = 4
 #: UMAP optimisation epochs of the first layout of a chain (a full fit) ...
 UMAP_FIRST_EPOCHS = 200
 #: ... and of each later layout, warm-started from the previous one.
@@ -69,10 +70,12 @@ class EpochNotRecordedError(KeyError, ValueError):
 class Layout:
     """A 2-D layout of one epoch: points float32 [N, 2] (samples), centers float32 [C', K, 2].
 
-    owning: bool [C', K], centers that own at least one probe sample (the others are drawn hollow).
+    owning: bool [C', K], centers whose merged group owns at least one probe sample (the others are
+    drawn hollow); merged centers (closer than the run's ε) are drawn at one place.
     quality: k-NN preservation of the samples (k=10, cosine in the embedding space), in [0, 1].
     ownership: map-ownership agreement of the drawn centers (share of samples whose nearest
-    drawn center of their class is their own; NaN when no class has two owning centers).
+    drawn center of their class is their own or merged with it; NaN when no class has two
+    owning groups).
     seconds: time spent computing the layout. previous: the epoch it continued from, or None.
     """
 
@@ -319,10 +322,11 @@ class Projector:
         if prev is not None:
             y = fitting.procrustes_align(y, prev.points)
         points = y.astype(np.float32)
-        center_xy, owning = place_centers(points, snap.labels, snap.assignments, emb, centers, snap.center_classes)
+        groups = center_groups(centers, eps=float(getattr(snap, "eps", 0.05))) if centers.size else None
+        center_xy, owning = place_centers(points, snap.labels, snap.assignments, emb, centers, snap.center_classes, groups)
         seconds = time.perf_counter() - start
         quality = knn_preservation(emb, points, k=QUALITY_K)
-        ownership = ownership_agreement(points, snap.labels, snap.assignments, center_xy, snap.center_classes, owning)
+        ownership = ownership_agreement(points, snap.labels, snap.assignments, center_xy, snap.center_classes, owning, groups)
         logger.debug(
             "%s layout of epoch %d: %.3f s, k-NN preservation %.3f, map-ownership agreement %.3f",
             method, epoch, seconds, quality, ownership,

@@ -89,15 +89,17 @@ def procrustes_disparity(a: Any, b: Any) -> float:
 
 
 def ownership_agreement(
-    points: Any, labels: Any, assignments: Any, center_xy: Any, center_classes: Any, owning: Any
+    points: Any, labels: Any, assignments: Any, center_xy: Any, center_classes: Any, owning: Any, groups: Any = None
 ) -> float:
     """Map-ownership agreement: the share of samples whose nearest *drawn* center of their class is their own.
 
     points [N, 2]; labels, assignments [N] (index 0..K-1 of the sample's center in the
     embedding, -1 for none); center_xy [C', K, 2]; center_classes [C']; owning bool [C', K]
-    (centers that own at least one sample; only those compete). Counted over samples of classes
-    with at least two owning centers; with one center a class cannot be misread, and NaN is
-    returned when no class has two.
+    (centers whose group owns at least one sample; only those compete); groups [C', K]: merged
+    centers (closer than ε, see :func:`dmlviz.eval.center_groups`) count as one center, so a
+    sample reads right when its nearest drawn center is merged with its own (default: none
+    merged). Counted over samples of classes with at least two owning groups; with one a class
+    cannot be misread, and NaN is returned when no class has two.
     """
     pts = np.asarray(points, dtype=np.float64)
     y = np.asarray(labels)
@@ -110,15 +112,19 @@ def ownership_agreement(
         raise ValueError(f"labels and assignments must be 1-D with {len(pts)} entries, got {y.shape} and {a.shape}")
     if xy.ndim != 3 or xy.shape[2] != 2 or own.shape != xy.shape[:2]:
         raise ValueError(f"center_xy must be [C', K, 2] and owning [C', K], got {xy.shape} and {own.shape}")
+    g = np.tile(np.arange(xy.shape[1]), (xy.shape[0], 1)) if groups is None else np.asarray(groups, dtype=np.int64)
+    if g.shape != own.shape:
+        raise ValueError(f"groups must be [C', K] like owning {own.shape}, got {g.shape}")
     agree = total = 0
     for row, cls in enumerate(np.asarray(center_classes)):
         cand = np.flatnonzero(own[row])
-        if len(cand) < 2:
+        if len(np.unique(g[row, cand])) < 2:
             continue
         members = np.flatnonzero((y == cls) & (a >= 0))
         if not len(members):
             continue
         d = ((pts[members, None, :] - xy[row, cand][None]) ** 2).sum(-1)
-        agree += int((cand[np.argmin(d, axis=1)] == a[members]).sum())
+        nearest = cand[np.argmin(d, axis=1)]
+        agree += int((g[row, nearest] == g[row, a[members]]).sum())
         total += len(members)
     return agree / total if total else float("nan")

@@ -10,7 +10,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
-from ..eval.centers import center_counts
+from ..eval.centers import center_counts, center_groups
 from .colors import colour_array, discrete_colorscale, palette
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
@@ -270,14 +270,16 @@ class MapView(widgets.VBox):
         index = np.tile(np.arange(k), n_classes)
         owned = center_counts(snap.assignments, snap.labels, snap.center_classes, k).ravel()
         owning = layout.owning.ravel() if layout.owning is not None else owned > 0
+        groups = center_groups(snap.centers, eps=snap.eps)
         names = np.asarray(snap.class_names)
         learned = snap.centers_kind == "learned"
         what = "center" if learned else "class mean"
-        where = "drawn at the mean of its samples" if owned.sum() else ""
-        text = [
-            f"class {names[c]} · {what} {i} · owns {o} probe samples · {where if own else 'owns no sample: drawn hollow at its most similar sample'}"
-            for c, i, o, own in zip(classes, index, owned, owning)
-        ]
+        text = []
+        for row, c, i, o, own in zip(np.repeat(np.arange(n_classes), k), classes, index, owned, owning):
+            mates = [int(j) for j in np.flatnonzero(groups[row] == groups[row, i]) if j != i]
+            merged = f" · merged with {what}s {', '.join(map(str, mates))} (closer than ε = {snap.eps:g}): drawn as one" if mates else ""
+            where = "drawn at the mean position of the samples it owns" if own else "owns no sample: drawn hollow at its most similar sample"
+            text.append(f"class {names[c]} · {what} {i} · owns {o} probe samples{merged} · {where}")
         colours = colour_array(classes, len(snap.class_names))
         mode_class = self._center_class(snap) if self.state.color_by == "center" else -1
         if mode_class >= 0:  # the coloured class's centers in the samples' center colours, the others grey
@@ -293,7 +295,8 @@ class MapView(widgets.VBox):
             marker=dict(color=colours.tolist(), size=sizes.tolist(), symbol=symbol.tolist(), opacity=np.where(owning, 1.0, 0.6).tolist()),
         )
         empty = int((~owning).sum())
-        count = f"<b>{empty} of {len(owning)} centers own no probe sample</b> (hollow). " if learned and empty else ""
+        count = (f"<b>{empty} of {len(owning)} centers own no probe sample</b> (hollow; a center merged with one that owns "
+                 "samples is drawn with it). " if learned and empty else "")
         kind = "Centers" if learned else "Class means (the loss has no centers)"
         self.caption.value = (
             f'<div class="dmlviz-placement" style="font-size:11px;color:#555;max-width:640px">{count}{kind}: '

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dmlviz.eval import assign_to_centers, center_counts, center_purity, effective_k, submode_score
+from dmlviz.eval import assign_to_centers, center_counts, center_groups, center_purity, effective_k, submode_score
 
 
 def unit(deg: float) -> list[float]:
@@ -49,13 +49,21 @@ def test_effective_k_exact_threshold_is_not_merged() -> None:
 
 def test_effective_k_bad_inputs() -> None:
     c = np.zeros((2, 3, 4))
-    for eps in (0, -0.1, float("nan"), "a"):
-        with pytest.raises(ValueError, match="eps must be a positive number"):
+    for eps in (0, -0.1, float("nan"), float("inf"), "a"):
+        with pytest.raises(ValueError, match="eps must be a positive finite number"):
             effective_k(c, eps=eps)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"centers must be 3-D \[C, K, D\]"):
         effective_k(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="centers contain NaN or inf"):
         effective_k(np.full((1, 2, 2), np.nan))
+
+
+def test_center_groups_number_merged_centres_within_each_class() -> None:
+    chain = [unit(0), unit(2), unit(4), unit(90)]
+    two_pairs = [unit(0), unit(90), unit(1), unit(91)]
+    groups = center_groups(np.array([chain, two_pairs]), eps=0.05)
+    assert groups.tolist() == [[0, 0, 0, 1], [0, 1, 0, 1]]
+    np.testing.assert_array_equal(groups.max(1) + 1, effective_k(np.array([chain, two_pairs])))
 
 
 def test_effective_k_scale() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import dmlviz
-from dmlviz.eval import assign_to_centers
+from dmlviz.eval import assign_to_centers, center_groups
 from dmlviz.projection import ownership_agreement, place_centers, placement
 from dmlviz.projection import (
     BackgroundJob,
@@ -493,3 +493,21 @@ def _with_labels(snapshot, labels):
         return snap
 
     return patched
+
+
+def test_merged_centers_are_placed_as_one_and_read_as_one() -> None:
+    rng = np.random.default_rng(2)
+    points = np.concatenate([rng.normal(0, 1, (60, 2)), rng.normal(10, 1, (60, 2))])
+    labels = np.zeros(120, dtype=int)
+    # centers 0 and 1 are merged (closer than eps) and split the first cluster at random; center 2 owns the second
+    assignments = np.concatenate([rng.integers(0, 2, 60), np.full(60, 2)])
+    centers = np.array([[[1.0, 0, 0], [1.0, 0.01, 0], [0, 1.0, 0]]], dtype=np.float32)
+    x = rng.normal(size=(120, 3)).astype(np.float32)
+    groups = center_groups(centers, eps=0.05)
+    assert groups.tolist() == [[0, 0, 1]]
+    xy, owning = place_centers(points, labels, assignments, x, centers, [0], groups)
+    np.testing.assert_allclose(xy[0, 0], xy[0, 1])  # drawn on top of each other, at the cluster they share
+    np.testing.assert_allclose(xy[0, 0], points[:60].mean(0), atol=1e-5)
+    assert ownership_agreement(points, labels, assignments, xy, [0], owning, groups) == 1.0
+    alone_xy, alone_owning = place_centers(points, labels, assignments, x, centers, [0])
+    assert ownership_agreement(points, labels, assignments, alone_xy, [0], alone_owning) < 0.8  # as separate centers they cannot be read
