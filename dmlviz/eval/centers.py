@@ -121,13 +121,17 @@ def assign_to_centers(embeddings: Any, labels: Any, centers: Any, center_classes
     return out
 
 
-def center_purity(assignments: Any, labels: Any, fine_labels: Any) -> float:
-    """Share of assigned samples [N] carrying their (class, centre) group's most common fine label; NaN if none."""
+def _check_fine(assignments: Any, labels: Any, fine_labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """assignments, labels and fine_labels as 1-D arrays of one length N, or a ValueError naming the one that is not."""
     a = _to_numpy(assignments)
     if a.ndim != 1:
         raise ValueError(f"assignments must be 1-D [N], got shape {a.shape}")
-    y = _check_labels(labels, a.shape[0])
-    f = _check_labels(fine_labels, a.shape[0], "fine_labels")
+    return a, _check_labels(labels, a.shape[0]), _check_labels(fine_labels, a.shape[0], "fine_labels")
+
+
+def center_purity(assignments: Any, labels: Any, fine_labels: Any) -> float:
+    """Share of assigned samples [N] carrying their (class, centre) group's most common fine label; NaN if none."""
+    a, y, f = _check_fine(assignments, labels, fine_labels)
     keep = a >= 0
     if not keep.any():
         return float("nan")
@@ -177,11 +181,7 @@ def submode_score(labels: Any, fine_labels: Any, assignments: Any) -> float:
     """
     from sklearn.metrics import adjusted_mutual_info_score
 
-    a = _to_numpy(assignments)
-    if a.ndim != 1:
-        raise ValueError(f"assignments must be 1-D [N], got shape {a.shape}")
-    y = _check_labels(labels, a.shape[0])
-    f = _check_labels(fine_labels, a.shape[0], "fine_labels")
+    a, y, f = _check_fine(assignments, labels, fine_labels)
     keep = a >= 0
     y, f, a = y[keep], f[keep], a[keep]
     total, weight = 0.0, 0
