@@ -5,7 +5,7 @@ Center statistics need only numpy/scipy; retrieval (torch) is imported on first 
 
 from typing import Any
 
-from dmlviz.eval.centers import assign_to_centers, center_counts, center_groups, center_purity, effective_k, submode_score
+from dmlviz.eval.centers import assign_to_centers, center_counts, center_groups, center_purity, effective_k, merged_assignments, submode_score
 
 _LAZY = {"knn": "retrieval", "retrieval_metrics": "retrieval", "nmi": "clustering"}
 
@@ -16,6 +16,7 @@ __all__ = [
     "center_purity",
     "effective_k",
     "knn",
+    "merged_assignments",
     "nmi",
     "retrieval_metrics",
     "submode_score",

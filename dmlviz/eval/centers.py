@@ -121,6 +121,19 @@ def assign_to_centers(embeddings: Any, labels: Any, centers: Any, center_classes
     return out
 
 
+def merged_assignments(assignments: Any, labels: Any, center_classes: Any, groups: Any) -> np.ndarray:
+    """Each sample's merged group of centres instead of its centre: assignments, labels [N], center_classes [C'], groups [C', K] -> [N] int (-1 kept)."""
+    a = _to_numpy(assignments).astype(np.int64)
+    y = _check_labels(labels, a.shape[0])
+    g = _to_numpy(groups).astype(np.int64)
+    cc = _check_center_classes(center_classes, g.shape[0])
+    rows = _rows_of(y, cc) if len(cc) else np.full(len(a), -1)
+    ok = (a >= 0) & (rows >= 0)
+    out = np.full(len(a), -1, dtype=np.int64)
+    out[ok] = g[rows[ok], a[ok]]
+    return out
+
+
 def _check_fine(assignments: Any, labels: Any, fine_labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """assignments, labels and fine_labels as 1-D arrays of one length N, or a ValueError naming the one that is not."""
     a = _to_numpy(assignments)
@@ -176,7 +189,8 @@ def submode_score(labels: Any, fine_labels: Any, assignments: Any) -> float:
     independent of the fine labels, at any K and with few samples per class, 1 for an exact
     split (one center per fine label), and between the two when centers split a class along
     other lines or split one fine label over several centers. One center per class (SoftMax)
-    scores 0. Samples with assignment -1 (no center) are left out, and so are classes with a
+    scores 0. Centres merged under ε are one centre: pass :func:`merged_assignments`, as the
+    recorder does, so that merged centres sharing a mode do not count as splitting it. Samples with assignment -1 (no center) are left out, and so are classes with a
     single fine label or fewer than 2 samples (nothing to split); NaN if no class is left.
     """
     from sklearn.metrics import adjusted_mutual_info_score

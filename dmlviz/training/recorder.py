@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DMLDataset, Split
-from ..eval import assign_to_centers, effective_k, nmi, retrieval_metrics, submode_score
+from ..eval import assign_to_centers, center_groups, effective_k, merged_assignments, nmi, retrieval_metrics, submode_score
 from ..losses import DMLLoss
 from ..runs import RunWriter
 
@@ -152,8 +152,10 @@ class Recorder:
             # how the centers split each class along its hidden fine labels (≈ 0 at chance, 1 exact):
             # on the probe's held-out samples (the claim is about generalisation; NaN when held-out
             # classes have no centers, as with a class-disjoint split) and on its training samples
+            # centers merged under eps count as one (as effective K and the map count them)
+            merged = merged_assignments(assignments, self.probe_labels, center_classes, center_groups(centers, eps=self.eps))
             for column, rows in (("submode_score", self.probe_held_out), ("submode_score_train", ~self.probe_held_out)):
-                row[column] = submode_score(self.probe_labels[rows], self.probe_fine[rows], assignments[rows])
+                row[column] = submode_score(self.probe_labels[rows], self.probe_fine[rows], merged[rows])
         row["effective_k"] = float(eff_k.mean()) if len(eff_k) else float("nan")
         row["record_seconds"] = time.perf_counter() - start
         self.writer.append_metrics(row)

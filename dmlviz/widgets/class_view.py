@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
-from ..eval.centers import effective_k, submode_score
+from ..eval.centers import center_groups, effective_k, submode_score
 from .colors import palette
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
@@ -88,11 +88,12 @@ class ClassInspector(widgets.VBox):
         eff = int(effective_k(centers[None], eps=state.eps)[0]) if kind == "learned" else 1
         purity_text = ""
         if snap.fine_labels is not None:
-            score = submode_score(snap.labels[members], snap.fine_labels[members], assigned)
+            merged = np.where(assigned >= 0, center_groups(centers[None], eps=state.eps)[0][np.maximum(assigned, 0)], -1)
+            score = submode_score(snap.labels[members], snap.fine_labels[members], merged)
             shown = f"{score:.2f}" if score == score else "— (one fine label)"
             purity_text = (
                 f" · sub-mode score <b>{shown}</b> (how well its centers split it along the hidden fine labels: "
-                "0 = no better than chance, 1 = one center per fine label)"
+                "0 = no better than chance, 1 = one center per fine label; merged centers count as one)"
             )
         what = "learned centers" if kind == "learned" else "class mean (this loss has no centers; the mean of the class's embeddings stands in)"
         self.summary.value = (

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dmlviz.eval import assign_to_centers, center_counts, center_groups, center_purity, effective_k, submode_score
+from dmlviz.eval import assign_to_centers, center_counts, center_groups, center_purity, effective_k, merged_assignments, submode_score
 
 
 def unit(deg: float) -> list[float]:
@@ -166,3 +166,16 @@ def test_submode_score_edge_cases() -> None:
     assert submode_score(labels, fine, [0, 0, 1, 1, 0, 1, 0, 1]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="fine_labels must be 1-D with 3 entries"):
         submode_score([0, 0, 1], [0, 1], [0, 0, 0])
+
+
+def test_merged_centers_count_as_one_in_the_submode_score() -> None:
+    # class 0 has two modes; centers 0 and 1 are merged and split mode 0 between them, center 2 owns mode 1
+    centers = np.array([[unit(0), unit(1), unit(90)], [unit(0), unit(45), unit(90)]])
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    fine = np.array([0, 0, 0, 0, 1, 1, 2, 3])
+    assignments = np.array([0, 1, 0, 1, 2, 2, 0, 2])
+    merged = merged_assignments(assignments, labels, [0, 1], center_groups(centers, eps=0.05))
+    assert merged.tolist() == [0, 0, 0, 0, 1, 1, 0, 2]
+    assert submode_score(labels[:6], fine[:6], merged[:6]) == pytest.approx(1.0)
+    assert submode_score(labels[:6], fine[:6], assignments[:6]) < 1.0
+    assert merged_assignments(np.array([-1, 0]), [0, 5], [0, 1], center_groups(centers)).tolist() == [-1, -1]  # class 5 has no centers
