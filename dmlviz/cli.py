@@ -97,18 +97,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 0
     from .serve import serve
 
-    return serve(args.runs_dir, port=args.port, host=args.host, notebook="softtriple_lesson.ipynb")
+    return serve(args.runs_dir, port=args.port, host=args.host, notebook="softtriple_lesson.ipynb", token=args.token)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    return serve(args.runs_dir, port=args.port, host=args.host, preheat=not args.no_preheat)
+    return serve(args.runs_dir, port=args.port, host=args.host, preheat=not args.no_preheat, token=args.token)
 
 
 def _add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8866, help="port (default: %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind; anything but 127.0.0.1/localhost exposes the runs to the network (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind; anything but 127.0.0.1/localhost exposes the runs to the network, "
+                        "so pages then ask for a token and show no tracebacks (default: %(default)s)")
+    parser.add_argument("--token", default=None, help="the token pages ask for (default: none on 127.0.0.1/localhost; "
+                        "on another --host one is generated and printed in the addresses)")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import secrets
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 logger = logging.getLogger(__name__)
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
+# dmlviz's Voila template (share/voila/templates/dmlviz): Voila's lab template with nothing fetched
+# from outside this server (Voila's own links Font Awesome on a public CDN).
+SHARE = Path(__file__).parent / "share"
+TEMPLATE = "dmlviz"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def dashboard_url(host: str, port: int, notebook: str = "explorer.ipynb", run: str | None = None) -> str:
-    """The address of a dashboard page (optionally opening ``run`` in the explorer)."""
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def dashboard_url(host: str, port: int, notebook: str = "explorer.ipynb", run: str | None = None, token: str | None = None) -> str:
+    """The address of a dashboard page (optionally opening ``run`` in the explorer, with a login token)."""
     shown = f"[{host}]" if ":" in host else host
-    query = f"?run={run}" if run else ""
-    return f"http://{shown}:{port}/voila/render/{notebook}{query}"
+    query = [f"run={quote(run, safe='')}"] if run else []
+    query += [f"token={quote(token, safe='')}"] if token else []
+    return f"http://{shown}:{port}/voila/render/{notebook}" + (f"?{'&'.join(query)}" if query else "")
 
 
 def _lesson_ready(runs_dir: Path) -> bool:
@@ -31,17 +49,24 @@ def _lesson_ready(runs_dir: Path) -> bool:
     return True
 
 
-def voila_command(port: int, host: str = "127.0.0.1", preheat: bool = True, runs_dir: Path | None = None) -> list[str]:
+def voila_command(port: int, host: str = "127.0.0.1", preheat: bool = True, runs_dir: Path | None = None, token: bool = False) -> list[str]:
     """The Voila command line that serves the package's notebooks.
 
     With ``preheat`` a kernel per notebook is kept ready; the lesson is kept ready only when
-    its demo runs exist, since running it otherwise trains them in ``runs_dir``.
+    its demo runs exist, since running it otherwise trains them in ``runs_dir``. On a loopback
+    address pages open without a token and show tracebacks; on any other address (or with
+    ``token``) Voila asks for a token, which it reads from ``JUPYTER_TOKEN`` in the environment
+    (see :func:`serve_env`: not on the command line, where other users of the machine see it), and
+    an error shows no traceback.
     """
+    local = is_loopback(host)
     command = [
         sys.executable, "-m", "voila", str(NOTEBOOKS),
         "--no-browser", f"--port={int(port)}", f"--Voila.ip={host}",
-        "--show_tracebacks=True", "--Voila.port_retries=0",
+        f"--show_tracebacks={local}", "--Voila.port_retries=0", f"--template={TEMPLATE}",
     ]
+    if token or not local:
+        command.append("--Voila.auto_token=True")  # the identity provider's token: JUPYTER_TOKEN, else a generated one
     if preheat:
         command += ["--preheat_kernel=True", "--pool_size=1"]
         if runs_dir is None or not _lesson_ready(Path(runs_dir)):
@@ -49,22 +74,36 @@ def voila_command(port: int, host: str = "127.0.0.1", preheat: bool = True, runs
     return command
 
 
-def serve_env(runs_dir: str | os.PathLike) -> dict[str, str]:
-    """Environment for the Voila server and its kernels: where the runs are, a persistent numba cache."""
+def serve_env(runs_dir: str | os.PathLike, token: str | None = None) -> dict[str, str]:
+    """Environment for the Voila server and its kernels: where the runs are, a persistent numba cache,
+    dmlviz's Voila template on the Jupyter path, and the login token (if any)."""
     env = dict(os.environ)
     env["DMLVIZ_RUNS_DIR"] = str(Path(runs_dir).resolve())
     env.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "dmlviz" / "numba"))
+    env["JUPYTER_PATH"] = os.pathsep.join([str(SHARE)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p])
+    env.pop("JUPYTER_TOKEN", None)
+    if token:
+        env["JUPYTER_TOKEN"] = token
     return env
 
 
-def serve(runs_dir: str | os.PathLike, port: int = 8866, host: str = "127.0.0.1", preheat: bool = True, notebook: str = "explorer.ipynb") -> int:
-    """Replace this process with Voila serving the dashboards (returns only if that fails)."""
+def serve(runs_dir: str | os.PathLike, port: int = 8866, host: str = "127.0.0.1", preheat: bool = True, notebook: str = "explorer.ipynb",
+          token: str | None = None) -> int:
+    """Replace this process with Voila serving the dashboards (returns only if that fails).
+
+    On a loopback address pages open without a token unless ``token`` is given; on any other
+    address a token is required: ``token``, or one generated here and printed in the addresses.
+    """
     root = Path(runs_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"runs folder {str(root)!r} does not exist; train a run first, e.g. dmlviz train --out {root}/my-run")
-    if host not in LOOPBACK:
-        logger.warning("serving on %s: anyone who can reach this address can read the runs in %s", host, root.resolve())
-    print(f"dmlviz: serving runs in {root.resolve()}\n  explorer: {dashboard_url(host, port)}\n  lesson:   {dashboard_url(host, port, 'softtriple_lesson.ipynb')}", flush=True)
-    command = voila_command(port, host, preheat, root)
+    if token is not None and not token.strip():
+        raise ValueError("the token must not be empty")
+    if not is_loopback(host):
+        token = token or secrets.token_urlsafe(24)
+        logger.warning("serving on %s: anyone who can reach this address and has the token can read the runs in %s", host, root.resolve())
+    urls = [dashboard_url(host, port, token=token), dashboard_url(host, port, "softtriple_lesson.ipynb", token=token)]
+    print(f"dmlviz: serving runs in {root.resolve()}\n  explorer: {urls[0]}\n  lesson:   {urls[1]}", flush=True)
+    command = voila_command(port, host, preheat, root, token=bool(token))
     # Become the Voila process, so that signals (Ctrl-C, a test's terminate) reach the server itself.
-    os.execve(command[0], command, serve_env(root))
+    os.execve(command[0], command, serve_env(root, token))

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from dmlviz.serve import dashboard_url, serve, voila_command
+from dmlviz.serve import SHARE, TEMPLATE, dashboard_url, is_loopback, serve, serve_env, voila_command
 
 
 def test_voila_binds_loopback_and_refuses_another_port(tmp_path):
@@ -11,15 +11,76 @@ def test_voila_binds_loopback_and_refuses_another_port(tmp_path):
     assert "--preheat_kernel=True" in command
     # no demo runs: the lesson would train them while preheating, so it is not preheated
     assert any("preheat_denylist" in part and "softtriple_lesson" in part for part in command)
-    for name in ("softmax", "softtriple"):
-        (tmp_path / f"mnist5k-pairs-{name}").mkdir()
-        (tmp_path / f"mnist5k-pairs-{name}" / "run.json").write_text(json.dumps({"status": "finished"}))
+    from dmlviz.demo import DEMO_RUNS, run_folder
+
+    for name in DEMO_RUNS:
+        run_folder(tmp_path, name).mkdir()
+        (run_folder(tmp_path, name) / "run.json").write_text(json.dumps({"status": "finished"}))
     assert not any("preheat_denylist" in part for part in voila_command(8866, runs_dir=tmp_path))
     assert "--preheat_kernel=True" not in voila_command(8866, preheat=False)
 
 
+def test_loopback_keeps_open_pages_with_tracebacks(tmp_path):
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        command = voila_command(8866, host, runs_dir=tmp_path)
+        assert "--show_tracebacks=True" in command
+        assert not any("token" in part for part in command)
+
+
+def test_other_hosts_require_a_token_and_hide_tracebacks(tmp_path):
+    for host in ("0.0.0.0", "192.168.1.5", "::", "example.org"):
+        assert not is_loopback(host)
+        command = voila_command(8866, host, runs_dir=tmp_path)
+        assert f"--Voila.ip={host}" in command
+        assert "--show_tracebacks=False" in command and "--show_tracebacks=True" not in command
+        assert "--Voila.auto_token=True" in command  # Voila's identity provider takes JUPYTER_TOKEN, else makes one
+    # a token given on loopback is asked for too (tracebacks stay)
+    command = voila_command(8866, "127.0.0.1", runs_dir=tmp_path, token=True)
+    assert "--Voila.auto_token=True" in command and "--show_tracebacks=True" in command
+
+
+def test_the_token_goes_through_the_environment_not_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_TOKEN", "from-the-shell")
+    env = serve_env(tmp_path, "s3cret")
+    assert env["JUPYTER_TOKEN"] == "s3cret"
+    assert "JUPYTER_TOKEN" not in serve_env(tmp_path)  # loopback, no token: open pages as before
+    assert env["DMLVIZ_RUNS_DIR"] == str(tmp_path.resolve())
+
+
+def test_serve_generates_a_token_off_loopback_and_prints_it(tmp_path, monkeypatch, capsys):
+    executed = {}
+    monkeypatch.setattr("os.execve", lambda path, args, env: executed.update(args=args, env=env))
+    serve(tmp_path, port=9001, host="0.0.0.0", preheat=False)
+    token = executed["env"]["JUPYTER_TOKEN"]
+    assert len(token) >= 24
+    assert not any(token in part for part in executed["args"])
+    assert "--show_tracebacks=False" in executed["args"] and "--Voila.auto_token=True" in executed["args"]
+    assert f"http://0.0.0.0:9001/voila/render/explorer.ipynb?token={token}" in capsys.readouterr().out
+    # the user's token instead of a generated one
+    serve(tmp_path, port=9001, host="10.0.0.1", preheat=False, token="mine")
+    assert executed["env"]["JUPYTER_TOKEN"] == "mine"
+    assert "?token=mine" in capsys.readouterr().out
+    # loopback: as before, no token, tracebacks shown
+    serve(tmp_path, port=9001, preheat=False)
+    assert "JUPYTER_TOKEN" not in executed["env"] and "--show_tracebacks=True" in executed["args"]
+    assert "token=" not in capsys.readouterr().out
+    with pytest.raises(ValueError, match="empty"):
+        serve(tmp_path, host="0.0.0.0", token=" ")
+
+
+def test_dmlviz_template_fetches_nothing_from_outside(tmp_path):
+    command = voila_command(8866, runs_dir=tmp_path)
+    assert f"--template={TEMPLATE}" in command
+    template = SHARE / "voila" / "templates" / TEMPLATE
+    assert (template / "conf.json").is_file() and (template / "index.html.j2").is_file()
+    assert str(SHARE) in serve_env(tmp_path)["JUPYTER_PATH"].split(":")
+    page = (template / "page.html").read_text()
+    assert "cdn." not in page and "https://" not in page
+
+
 def test_urls_and_missing_runs_folder(tmp_path):
     assert dashboard_url("127.0.0.1", 8866, run="a") == "http://127.0.0.1:8866/voila/render/explorer.ipynb?run=a"
+    assert dashboard_url("0.0.0.0", 8866, run="a", token="t/k") == "http://0.0.0.0:8866/voila/render/explorer.ipynb?run=a&token=t%2Fk"
     assert dashboard_url("::1", 9000).startswith("http://[::1]:9000/")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         serve(tmp_path / "missing")
