@@ -153,6 +153,8 @@ class MapView(widgets.VBox):
         self.redraw()
 
     def _on_colour_change(self, change: Any = None) -> None:
+        if self.state.run is not None and self.state.epochs:
+            self._legend()
         self.redraw(points=False)
 
     def _on_layout_ready(self, change: Any = None) -> None:
@@ -280,11 +282,15 @@ class MapView(widgets.VBox):
             merged = f" · merged with {what}s {', '.join(map(str, mates))} (closer than ε = {snap.eps:g}): drawn as one" if mates else ""
             where = "drawn at the mean position of the samples it owns" if own else "owns no sample: drawn hollow at its most similar sample"
             text.append(f"class {names[c]} · {what} {i} · owns {o} probe samples{merged} · {where}")
+        # centers wear class colours only while the samples do; otherwise the colours would be misread
         colours = colour_array(classes, len(snap.class_names))
-        mode_class = self._center_class(snap) if self.state.color_by == "center" else -1
+        mode = self.state.color_by
+        mode_class = self._center_class(snap) if mode == "center" else -1
         if mode_class >= 0:  # the coloured class's centers in the samples' center colours, the others grey
             table = np.asarray(_center_palette(k))
             colours = np.where(classes == mode_class, table[index], "#bbbbbb")
+        elif mode in ("fine", "nn") and not (mode == "fine" and snap.fine_labels is None):
+            colours = np.full(len(classes), "#444444")
         self._center_classes = classes
         selected = self.state.selected_class if self.state.selected_class >= 0 else mode_class
         sizes = np.where(classes == selected, 18, 12) if selected >= 0 else np.full(len(classes), 12)
@@ -348,14 +354,23 @@ class MapView(widgets.VBox):
         )
 
     def _legend(self) -> None:
+        """Colour chips for what the samples are coloured by: classes, or fine labels in that mode."""
         snap = self.state.snapshot()
-        names = snap.class_names
+        mode = self.state.color_by
+        if mode == "fine" and snap.fine_labels is not None:
+            n = int(snap.fine_labels.max()) + 1
+            names, title = list(snap.fine_names or [str(i) for i in range(n)]), "fine labels: "
+        elif mode in ("class", "fine"):
+            names, title = snap.class_names, ""
+        else:  # center and nn modes explain their colours in the note above the map
+            self.legend.value = ""
+            return
         colours = palette(len(names))
         chips = "".join(
             f'<span style="display:inline-block;margin:1px 6px 1px 0;white-space:nowrap"><span style="display:inline-block;width:10px;height:10px;'
             f'background:{c};margin-right:3px"></span>{html.escape(n)}</span>' for n, c in zip(names, colours)
         )
-        self.legend.value = f'<div style="max-height:72px;overflow-y:auto;font-size:11px;max-width:520px">{chips}</div>'
+        self.legend.value = f'<div style="max-height:72px;overflow-y:auto;font-size:11px;max-width:520px">{title}{chips}</div>'
 
     def _on_selection_change(self, change: Any = None) -> None:
         """Summarise the lasso/box selection: how many samples of which classes (and fine labels)."""

@@ -50,6 +50,8 @@ def test_map_colour_modes_split_filter_and_selection(small_run):
     np.testing.assert_array_equal(view.figure.data[0].marker.color, snap.labels)
     state.color_by = "fine"
     np.testing.assert_array_equal(view.figure.data[0].marker.color, snap.fine_labels)
+    # fine-label colours are not class colours: the legend names fine labels and centers turn dark grey
+    assert "fine labels:" in view.legend.value and set(view.figure.data[1].marker.color) == {"#444444"}
     state.color_by = "center"
     # only one class is coloured by center (here none is selected: the one with most owning centers);
     # every other sample is grey (-1), so center colours cannot be read as classes
