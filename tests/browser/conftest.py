@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -40,33 +44,67 @@ def browser_runs(tmp_path_factory):
     return root
 
 
+@contextlib.contextmanager
+def _serving(runs_dir: Path, *args: str, env: dict | None = None, log_name: str = "serve"):
+    """`dmlviz serve RUNS_DIR ARGS` on a free loopback port; yields (base URL, the process's log path)."""
+    port = _free_port()
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    log_path = OUTPUT.parent / f"{log_name}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dmlviz.cli", "serve", str(runs_dir), "--port", str(port), *args],
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_for(base + "/voila/tree", proc, log_path, 120, ok_statuses=(200, 403))
+            yield base, log_path
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_for(url: str, proc: subprocess.Popen, log_path: Path, seconds: float, ok_statuses=(200,)) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError as error:  # answered: e.g. 403 where a token is required
+            if error.code in ok_statuses:
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}; see {log_path}")
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s; see {log_path}")
+
+
 @pytest.fixture(scope="session")
 def server(browser_runs):
     """`dmlviz serve` on a free loopback port; yields its base URL."""
-    port = _free_port()
-    log = open(OUTPUT.parent / "serve.log", "w") if OUTPUT.parent.mkdir(parents=True, exist_ok=True) is None else None
-    proc = subprocess.Popen([sys.executable, "-m", "dmlviz.cli", "serve", str(browser_runs), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(base + "/voila/tree", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"dmlviz serve exited with {proc.returncode}; see {log.name}")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("dmlviz serve did not answer within 120 s")
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with _serving(browser_runs) as (base, _):
+        yield base
+
+
+@pytest.fixture
+def serving():
+    """serving(runs_dir, *args, env=None, log_name=...): a context manager running `dmlviz serve` (yields base URL, log path)."""
+    return _serving
+
+
+@pytest.fixture(scope="session")
+def lesson_server(tmp_path_factory):
+    """`dmlviz serve` over the lesson's demo runs, trained for 2 epochs (the lesson page then trains nothing)."""
+    from dmlviz.demo import demo_runs
+
+    root = tmp_path_factory.mktemp("lesson-runs")
+    demo_runs(root, epochs=2, progress=False)
+    with _serving(root, env={"DMLVIZ_DEMO_EPOCHS": "2"}, log_name="serve-lesson") as (base, _):
+        yield base
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +140,75 @@ def shot():
         return path
 
     return save
+
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@dataclass
+class PageLog:
+    """What a page did: console errors and uncaught exceptions, requests to hosts other than this machine."""
+
+    errors: list = field(default_factory=list)
+    external: list = field(default_factory=list)
+    requests: int = 0
+
+    def attach(self, page) -> "PageLog":
+        page.on("console", lambda message: self.errors.append(f"console: {message.text}") if message.type == "error" else None)
+        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+        page.on("request", self._on_request)
+        return self
+
+    def _on_request(self, request) -> None:
+        self.requests += 1
+        url = urlsplit(request.url)
+        if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in LOCAL_HOSTS:
+            self.external.append(request.url)
+
+
+@pytest.fixture
+def page_log(page):
+    """The console errors, page errors and outside requests of ``page`` (attach before opening anything)."""
+    return PageLog().attach(page)
+
+
+def drawn_pixels(page, plot: str) -> int:
+    """How many pixels of the WebGL layer of plotly figure ``plot`` (a selector) are not white.
+
+    The figure's SVG layers (axes, centers, hover) are hidden for the screenshot, so what is
+    counted is what plotly's scattergl drew, as the page composites it."""
+    locator = page.locator(plot).first
+    hide = "(gd, hidden) => gd.querySelectorAll('.main-svg').forEach((svg) => { svg.style.visibility = hidden ? 'hidden' : ''; })"
+    locator.evaluate(hide, True)
+    try:
+        png = locator.screenshot(animations="disabled")
+    finally:
+        locator.evaluate(hide, False)
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    return int((np.abs(pixels - 255).max(axis=2) > 40).sum())
+
+
+def wait_drawn(page, plot: str, minimum: int = 200, timeout: float = 60.0) -> tuple[float, int]:
+    """Poll until figure ``plot`` has at least ``minimum`` drawn WebGL pixels; (seconds waited, pixels)."""
+    start = time.monotonic()
+    count = 0
+    while time.monotonic() - start < timeout:
+        if page.locator(plot).count():
+            count = drawn_pixels(page, plot)
+            if count >= minimum:
+                return time.monotonic() - start, count
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{plot}: only {count} drawn pixels after {timeout:.0f} s")
+
+
+@pytest.fixture
+def drawn():
+    """drawn.pixels(page, plot) and drawn.wait(page, plot): WebGL pixels a plotly figure drew (see drawn_pixels)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(pixels=drawn_pixels, wait=wait_drawn)

@@ -1,30 +1,48 @@
-"""The explorer dashboard in a real browser: `dmlviz serve`, Debian's Chromium, clicks on the real page."""
+"""The dashboards in a real browser: `dmlviz serve`, Debian's Chromium, clicks on the real page."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.browser
 
 PLOT = ".dmlviz-map .js-plotly-plot"
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 
 
-def _open(page, server, run: str):
+def record(line: str) -> None:
+    """Keep a measured figure in test-output/timings.txt (not committed) and print it (pytest -s)."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with open(OUTPUT / "timings.txt", "a") as out:
+        out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    print(line)
+
+
+def _open(page, server, run: str, drawn=None) -> float | None:
+    """Open the explorer on ``run``; with ``drawn``, wait until the map's points are drawn and
+    return the seconds from the map appearing on the page to its points being drawn."""
     page.goto(f"{server}/voila/render/explorer.ipynb?run={run}", timeout=120_000)
+    page.wait_for_selector(".dmlviz-map", timeout=120_000)
+    seconds = drawn.wait(page, PLOT, timeout=60)[0] if drawn else None
     page.wait_for_selector(PLOT, timeout=120_000)
     page.wait_for_function(f"document.querySelector('{PLOT}').data && document.querySelector('{PLOT}').data[0].x && document.querySelector('{PLOT}').data[0].x.length > 0", timeout=60_000)
+    return seconds
 
 
 def _xs(page):
     return page.evaluate(f"Array.from(document.querySelector('{PLOT}').data[0].x).slice(0, 20)")
 
 
-def test_map_epochs_neighbours_classes_merge(page, server, browser_runs, shot):
+def test_map_epochs_neighbours_classes_merge(page, page_log, server, browser_runs, shot, drawn):
     import dmlviz
 
     run = dmlviz.load_run(browser_runs / "digits")
     n_points = len(run.snapshot(3))
-    _open(page, server, "digits")
+    seconds = _open(page, server, "digits", drawn)
+    record(f"voila explorer (digits, {n_points} points): map drawn {seconds:.2f} s after it appeared; {drawn.pixels(page, PLOT)} drawn pixels")
     assert page.evaluate(f"document.querySelector('{PLOT}').data[0].x.length") == n_points
     assert page.evaluate(f"document.querySelector('{PLOT}').data[1].x.length") == 5 * 3  # 5 classes × K=3 centers
     shot(page, "explorer-loaded")
@@ -67,12 +85,18 @@ def test_map_epochs_neighbours_classes_merge(page, server, browser_runs, shot):
     assert len(z) == 5 and len(z[0]) == 4
     assert page.locator(".dmlviz-metrics .js-plotly-plot").count() == 1
 
+    # nothing was fetched from outside this machine, and nothing failed
+    record(f"voila explorer: {page_log.requests} requests, {len(page_log.external)} to other hosts, {len(page_log.errors)} console errors")
+    assert page_log.external == []
+    assert page_log.errors == []
 
-def test_run_without_images_and_without_centers(page, server, shot):
-    _open(page, server, "vectors")
+
+def test_run_without_images_and_without_centers(page, page_log, server, shot, drawn):
+    _open(page, server, "vectors", drawn)
     name = page.evaluate(f"document.querySelector('{PLOT}').data[1].name")
     assert "class means" in name
     shot(page, "explorer-vectors")
+    assert page_log.external == [] and page_log.errors == []
 
 
 def test_unknown_and_escaping_run_names_are_refused(page, server):
@@ -80,3 +104,32 @@ def test_unknown_and_escaping_run_names_are_refused(page, server):
     page.wait_for_selector(".dmlviz-run-chooser", timeout=120_000)
     assert "not a plain folder name" in page.locator(".dmlviz-run-chooser").inner_text()
     assert page.locator(PLOT).count() == 0
+
+
+def test_lesson_draws_its_maps_and_fetches_nothing_from_outside(page, page_log, lesson_server, shot, drawn):
+    page.goto(f"{lesson_server}/voila/render/softtriple_lesson.ipynb", timeout=180_000)
+    page.wait_for_selector(".dmlviz-map", timeout=180_000)
+    maps = page.locator(".dmlviz-map")
+    page.wait_for_function("document.querySelectorAll('.dmlviz-map').length >= 3", timeout=120_000)
+    for index in range(maps.count()):
+        plot = f":nth-match(.dmlviz-map .js-plotly-plot, {index + 1})"
+        seconds, pixels = drawn.wait(page, plot, timeout=60)
+        record(f"voila lesson map {index + 1}: drawn {seconds:.2f} s after the page's maps appeared ({pixels} pixels)")
+    page.wait_for_selector(".dmlviz-lesson-table", timeout=120_000)
+    page.wait_for_timeout(1000)
+    shot(page, "lesson")
+    record(f"voila lesson: {page_log.requests} requests, {len(page_log.external)} to other hosts, {len(page_log.errors)} console errors")
+    assert page_log.external == []
+    assert page_log.errors == []
+
+
+def test_pages_ask_for_the_token_when_one_is_set(browser_runs, page, page_log, serving):
+    import urllib.request
+
+    with serving(browser_runs, "--token", "s3cret", "--no-preheat", log_name="serve-token") as (base, _):
+        # without the token the page is not rendered: Voila sends the browser to its login page
+        answer = urllib.request.urlopen(f"{base}/voila/render/explorer.ipynb?run=vectors", timeout=60)
+        assert "/login" in answer.geturl() and b"dmlviz" not in answer.read()
+        page.goto(f"{base}/voila/render/explorer.ipynb?run=vectors&token=s3cret", timeout=120_000)
+        page.wait_for_selector(PLOT, timeout=120_000)
+        assert page_log.errors == [] and page_log.external == []

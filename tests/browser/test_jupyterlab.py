@@ -1,0 +1,129 @@
+"""The explorer inline in a real JupyterLab 4: run the cell in Chromium, the map's points are drawn."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+PLOT = ".dmlviz-map .js-plotly-plot"
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, small_run):
+    """JupyterLab on a free loopback port over a folder holding one notebook: `Explorer(small_run, layout='umap')`."""
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("lab")
+    cell = f"from dmlviz import Explorer\nExplorer({str(small_run.path)!r}, layout='umap')"
+    notebook = {
+        "cells": [{"cell_type": "code", "execution_count": None, "id": "explorer", "metadata": {}, "outputs": [], "source": cell}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+    (root / "explorer.ipynb").write_text(json.dumps(notebook))
+    # this JupyterLab's own settings and workspaces (none of the user's), and no news to ask about
+    settings = root / ".settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    port = _free_port()
+    command = [
+        str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", "--IdentityProvider.token=", "--ServerApp.ip=127.0.0.1",
+        f"--port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={root / '.settings'}",
+        f"--LabApp.workspaces_dir={root / '.workspaces'}", "--LabApp.news_url=None",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    log_path = OUTPUT / "jupyterlab.log"
+    # the kernel is this interpreter's (the venv's python3 kernelspec), with this run's numba cache
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(base + "/api/status", timeout=2)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.time() > deadline:
+                        raise RuntimeError(f"JupyterLab did not start; see {log_path}") from None
+                    time.sleep(0.5)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_explorer_cell_draws_the_map_at_once(page, page_log, lab, small_run, shot, drawn):
+    # a fresh run: no layout cached, so UMAP is computed in the background and PCA must show meanwhile
+    for cached in (small_run.path / "projections").glob("*"):
+        import shutil
+
+        shutil.rmtree(cached)
+    page.goto(f"{lab}/lab/tree/explorer.ipynb", timeout=120_000)
+    editor = page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first
+    editor.wait_for(timeout=120_000)
+    # the kernel is up and idle (the status bar says so), then run the cell as a person would
+    page.wait_for_function("document.querySelector('.jp-StatusBar-Widget, #jp-main-statusbar')"
+                           " && document.querySelector('#jp-main-statusbar').innerText.includes('| Idle')", timeout=120_000)
+    editor.click()
+    page.keyboard.press("Shift+Enter")
+    started = time.monotonic()
+    page.wait_for_function("!document.querySelector('.jp-Notebook .jp-Cell .jp-InputPrompt').innerText.includes('[ ]')", timeout=30_000)
+    try:
+        page.wait_for_selector(".jp-OutputArea-output .dmlviz-explorer", timeout=120_000)
+    except Exception:
+        shot(page, "jupyterlab-no-output")
+        raise
+    appeared = time.monotonic()
+    seconds, pixels = drawn.wait(page, PLOT, timeout=60)
+    status = page.locator(".dmlviz-layout-status").first.inner_text()
+    line = (f"jupyterlab explorer (small run, 320 points, layout='umap'): output {appeared - started:.2f} s after Shift+Enter, "
+            f"map drawn {seconds:.2f} s after the output appeared ({pixels} pixels; showing: {status[:40]!r})")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with open(OUTPUT / "timings.txt", "a") as out:
+        out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    print(line)
+    shot(page, "jupyterlab-explorer")
+    assert page.evaluate(f"document.querySelector('{PLOT}').data[0].x.length") == 320
+    assert seconds < 15, line  # broken, the map stayed empty until the UMAP job ended (> 30 s), or for good
+
+    # the other figures are drawn too, and the class inspector's figure (made in a hidden tab) fits its tab once shown
+    for view in ("dmlviz-merge-timeline", "dmlviz-metrics"):
+        assert page.evaluate(f"document.querySelector('.{view} .js-plotly-plot').data.length") > 0
+    page.locator(".lm-TabBar-tab", has_text="Class inspector").click()
+    page.wait_for_timeout(1500)
+    shot(page, "jupyterlab-class-inspector")
+
+    # the UMAP layout replaces PCA when it is ready, still drawn
+    page.wait_for_function("document.querySelector('.dmlviz-layout-status').innerText.startsWith('UMAP')", timeout=120_000)
+    page.wait_for_timeout(1000)
+    assert drawn.pixels(page, PLOT) >= 200
+    shot(page, "jupyterlab-explorer-umap")
+    with open(OUTPUT / "timings.txt", "a") as out:
+        out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} jupyterlab: {page_log.requests} requests, {len(page_log.external)} to other hosts, "
+                  f"{len(page_log.errors)} console errors\n")
+    assert page_log.external == []
+    assert page_log.errors == []
