@@ -287,7 +287,7 @@ def test_selection_is_summarised(small_run):
 
 def test_umap_layouts_arrive_in_the_background_and_replace_pca(small_run, tmp_path):
     copy = tmp_path / "umap-run"
-    shutil.copytree(small_run.path, copy)
+    shutil.copytree(small_run.path, copy, ignore=shutil.ignore_patterns("projections"))  # other tests may have laid it out
     state = ExplorerState(dmlviz.load_run(copy))
     view = MapView(state)
     pca_x = np.array(view.figure.data[0].x)
