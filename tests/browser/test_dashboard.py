@@ -118,6 +118,10 @@ def test_lesson_draws_its_maps_and_fetches_nothing_from_outside(page, page_log, 
     page.wait_for_selector(".dmlviz-lesson-table", timeout=120_000)
     page.wait_for_timeout(1000)
     shot(page, "lesson")
+    # every cell ran without error (Voila shows a failing cell's traceback on loopback)
+    assert "Traceback" not in page.inner_text("body")
+    assert page.locator('[data-mime-type="application/vnd.jupyter.stderr"]').count() == 0
+    assert page.locator(".dmlviz-merge-timeline").count() == 2 and page.locator(".dmlviz-class-inspector").count() == 1
     record(f"voila lesson: {page_log.requests} requests, {len(page_log.external)} to other hosts, {len(page_log.errors)} console errors")
     assert page_log.external == []
     assert page_log.errors == []
