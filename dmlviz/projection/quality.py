@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
-
-#: Budget for one chunk's [Q_chunk, N] float32 similarity block (small chunks stay in cache).
-_CHUNK_BYTES = 8 * 2**20
-
 
 def _as_matrix(x: Any, name: str, columns: int | None = None) -> torch.Tensor:
     """Validate a finite 2-D array-like and return it as a float32 CPU tensor."""
@@ -26,19 +21,10 @@ def _as_matrix(x: Any, name: str, columns: int | None = None) -> torch.Tensor:
 
 
 def _cosine_knn_indices(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices [N, k] of each row's k most cosine-similar other rows (chunked matmul + top-k)."""
-    n = x.shape[0]
-    x = torch.nn.functional.normalize(x, dim=1)
-    chunk = max(1, _CHUNK_BYTES // (4 * n))
-    out = torch.empty(n, k, dtype=torch.int64)
-    with torch.no_grad():
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            sims = x[start:stop] @ x.t()
-            rows = torch.arange(stop - start)
-            sims[rows, rows + start] = -math.inf
-            out[start:stop] = torch.topk(sims, k, dim=1, largest=True, sorted=False).indices
-    return out
+    """Indices [N, k] of each row's k most cosine-similar other rows (dmlviz's one cosine k-NN, on the CPU)."""
+    from dmlviz.eval.retrieval import knn
+
+    return knn(x, None, k, exclude_self=True, device="cpu")[1]
 
 
 def _euclidean_knn_indices(y: np.ndarray, k: int) -> torch.Tensor:
