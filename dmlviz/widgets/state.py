@@ -151,14 +151,8 @@ class ExplorerState(traitlets.HasTraits):
     def _nearest(self, epoch: int, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         snap = self.snapshot(epoch)
         pool = np.flatnonzero(snap.split == snap.split[row])
-        sims = snap.embeddings[pool] @ snap.embeddings[row]
-        sims[pool == row] = -np.inf
-        k = min(k, len(pool) - 1)
-        if k <= 0:
-            return np.array([], dtype=np.int64), np.array([], dtype=np.float32)
-        top = np.argpartition(-sims, k - 1)[:k]
-        top = top[np.argsort(-sims[top], kind="stable")]
-        return pool[top], sims[top]
+        rows, sims = _knn_in_pool(snap.embeddings, np.array([row]), pool, k)
+        return rows[0], sims[0]
 
     def top1(self, rows: np.ndarray, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Nearest neighbour (probe row) and its cosine for each of ``rows``, within the row's split."""
@@ -172,19 +166,29 @@ class ExplorerState(traitlets.HasTraits):
         return snap.labels[nn] == snap.labels[rows]
 
 
-def _top1(snap: Snapshot, rows: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Chunked exact top-1 (cosine) of ``rows`` among the other samples of their split."""
+def _knn_in_pool(embeddings: np.ndarray, rows: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k most cosine-similar rows of ``pool`` to each of ``rows`` (itself excluded) -> (rows [R, k'], sims [R, k']), k' = min(k, |pool| - 1)."""
+    from ..eval.retrieval import knn
+
+    k = min(int(k), len(pool) - 1)
+    if k <= 0:
+        return np.zeros((len(rows), 0), dtype=np.int64), np.zeros((len(rows), 0), dtype=np.float32)
+    sims, idx = knn(embeddings[rows], embeddings[pool], k + 1, device="cpu")
+    found, sims = pool[idx.numpy()], sims.numpy()
+    keep = found != rows[:, None]
+    keep[keep.all(axis=1), -1] = False  # a row not among its own k+1 (duplicates): drop the farthest instead
+    return found[keep].reshape(len(rows), k), sims[keep].reshape(len(rows), k)
+
+
+def _top1(snap: Snapshot, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest other sample (cosine) of each of ``rows`` within its split -> (rows [R], sims [R])."""
     best = np.zeros(len(rows), dtype=np.int64)
     best_sim = np.full(len(rows), -np.inf, dtype=np.float32)
     for split in np.unique(snap.split[rows]):
         pool = np.flatnonzero(snap.split == split)
         where = np.flatnonzero(snap.split[rows] == split)
-        ref = snap.embeddings[pool]
-        for start in range(0, len(where), chunk):
-            w = where[start : start + chunk]
-            q = rows[w]
-            sims = snap.embeddings[q] @ ref.T
-            sims[np.arange(len(q)), np.searchsorted(pool, q)] = -np.inf
-            arg = np.argmax(sims, axis=1)
-            best[w], best_sim[w] = pool[arg], sims[np.arange(len(q)), arg]
+        if len(pool) < 2:
+            continue
+        found, sims = _knn_in_pool(snap.embeddings, rows[where], pool, 1)
+        best[where], best_sim[where] = found[:, 0], sims[:, 0]
     return best, best_sim
