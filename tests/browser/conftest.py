@@ -58,11 +58,16 @@ def _serving(runs_dir: Path, *args: str, env: dict | None = None, log_name: str 
             _wait_for(base + "/voila/tree", proc, log_path, 120, ok_statuses=(200, 403))
             yield base, log_path
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a server process; kill it if it has not ended within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _wait_for(url: str, proc: subprocess.Popen, log_path: Path, seconds: float, ok_statuses=(200,)) -> None:

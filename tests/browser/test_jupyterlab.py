@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -69,11 +70,7 @@ def lab(tmp_path_factory, small_run):
                     time.sleep(0.5)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
 
 
 def test_explorer_cell_draws_the_map_at_once(page, page_log, lab, small_run, shot, drawn):
