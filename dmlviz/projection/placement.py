@@ -14,9 +14,11 @@ on top of each other.
 
 A class's owned-sample means can fall so that some sample's nearest drawn center is not its
 own (its center's samples form two islands, say). A few rounds of learning vector quantisation
-(LVQ1, restricted to each class) then nudge the drawn centers, starting from the means, so that
-as many samples as possible have their own center nearest; a nudge is kept only when it raises
-the class's map-ownership agreement, so the result is never worse than the plain means.
+(LVQ1's attracting half, restricted to each class) then pull each drawn center towards its own
+samples that read wrong, starting from the means, so that as many samples as possible have
+their own center nearest. Only pulls: a center stays inside the region of the samples it owns.
+A round is kept only when it raises the class's map-ownership agreement, so the result is never
+worse than the plain means.
 
 A center (group) that owns no sample is drawn at the class sample most cosine-similar to it,
 hollow, and is not counted in the map-ownership agreement (no sample can read it as its owner).
@@ -28,8 +30,8 @@ import numpy as np
 
 #: How center positions are described on the map (caption and hover).
 PLACEMENT_NOTE = (
-    "each center is drawn at the mean position of the samples it owns (nudged where that makes a sample's "
-    "nearest center its own); merged centers (closer than ε) are placed as one; centers that own no sample "
+    "each center is drawn at the mean position of the samples it owns (pulled towards those of them that "
+    "would read another center as nearest); merged centers (closer than ε) are placed as one; centers that own no sample "
     "are hollow, at their most similar sample. A drawn center's distance to its samples does not show its "
     "true cosine to them."
 )
@@ -51,33 +53,27 @@ def _agreement(points: np.ndarray, owner: np.ndarray, xy: np.ndarray, owning: np
 
 
 def _lvq(points: np.ndarray, owner: np.ndarray, xy: np.ndarray, owning: np.ndarray) -> np.ndarray:
-    """Batch LVQ1 rounds on one class (only owning centers move); returns the best positions seen.
+    """Batch LVQ rounds on one class (only owning centers move, pulled only); returns the best positions seen.
 
     Each round, every owning center moves a step towards the mean of its own samples that are
-    nearer another center, and half a step away from the mean of other centers' samples that
-    are nearest to it.
+    nearer another center. Pulls only, so a center stays a convex combination of the samples it
+    owns: inside their region, never pushed out of it.
     """
-    cand = np.flatnonzero(owning)
     best, cur = xy.copy(), xy.copy()
     best_score = _agreement(points, owner, xy, owning)
+    cand = np.flatnonzero(owning)
     k = len(xy)
     for r in range(LVQ_ROUNDS):
         if best_score == len(points):
             break
         d = ((points[:, None, :] - cur[None, cand, :]) ** 2).sum(-1)
-        near = cand[np.argmin(d, axis=1)]
-        wrong = near != owner
+        wrong = cand[np.argmin(d, axis=1)] != owner
         if not wrong.any():
             break
         step = LVQ_STEP * (1.0 - r / LVQ_ROUNDS)
-        n_pull = np.bincount(owner[wrong], minlength=k)[:, None]
-        n_push = np.bincount(near[wrong], minlength=k)[:, None]
-        pull = np.stack([np.bincount(owner[wrong], weights=points[wrong, a], minlength=k) for a in (0, 1)], 1)
-        push = np.stack([np.bincount(near[wrong], weights=points[wrong, a], minlength=k) for a in (0, 1)], 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            move = np.where(n_pull > 0, pull / np.maximum(n_pull, 1) - cur, 0.0)
-            move -= 0.5 * np.where(n_push > 0, push / np.maximum(n_push, 1) - cur, 0.0)
-        cur = cur + step * move
+        count = np.bincount(owner[wrong], minlength=k)[:, None]
+        total = np.stack([np.bincount(owner[wrong], weights=points[wrong, a], minlength=k) for a in (0, 1)], 1)
+        cur = cur + step * np.where(count > 0, total / np.maximum(count, 1) - cur, 0.0)
         score = _agreement(points, owner, cur, owning)
         if score > best_score:
             best, best_score = cur.copy(), score

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("pca", "umap")
 #: Bumped when the algorithm changes, so that old caches are not reused.
-ALGORITHM_VERSION = 4
+ALGORITHM_VERSION = 5
 #: UMAP optimisation epochs of the first layout of a chain (a full fit) ...
 UMAP_FIRST_EPOCHS = 200
 #: ... and of each later layout, warm-started from the previous one.
