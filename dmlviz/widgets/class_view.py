@@ -86,19 +86,19 @@ class ClassInspector(widgets.VBox):
         assigned = snap.assignments[members]
         counts = np.bincount(assigned[assigned >= 0], minlength=k)
         eff = int(effective_k(centers[None], eps=state.eps)[0]) if kind == "learned" else 1
-        purity_text = ""
+        submode_text = ""
         if snap.fine_labels is not None:
             merged = np.where(assigned >= 0, center_groups(centers[None], eps=state.eps)[0][np.maximum(assigned, 0)], -1)
             score = submode_score(snap.labels[members], snap.fine_labels[members], merged)
             shown = f"{score:.2f}" if score == score else "— (one fine label)"
-            purity_text = (
+            submode_text = (
                 f" · sub-mode score <b>{shown}</b> (how well its centers split it along the hidden fine labels: "
                 "0 = no better than chance, 1 = one center per fine label; merged centers count as one)"
             )
         what = "learned centers" if kind == "learned" else "class mean (this loss has no centers; the mean of the class's embeddings stands in)"
         self.summary.value = (
             f'<div class="dmlviz-class-summary"><b>class {name}</b>, epoch {snap.epoch}: {len(members)} samples, {k} {what}; '
-            f"effective K <b>{eff}</b> (ε = {state.eps:g}){purity_text}</div>"
+            f"effective K <b>{eff}</b> (ε = {state.eps:g}){submode_text}</div>"
         )
         colour = palette(len(snap.class_names))[cls]
         blocks = []
