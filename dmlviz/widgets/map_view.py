@@ -294,11 +294,11 @@ class MapView(widgets.VBox):
         self._center_classes = classes
         selected = self.state.selected_class if self.state.selected_class >= 0 else mode_class
         sizes = np.where(classes == selected, 18, 12) if selected >= 0 else np.full(len(classes), 12)
-        sizes = np.where(owning, sizes, sizes - 3)
+        sizes = np.where(owning, sizes, sizes - 1)
         symbol = np.where(owning, "diamond" if learned else "x", "diamond-open" if learned else "x-open")
         trace.update(
             x=xy[:, 0], y=xy[:, 1], text=text, name="centers (learned)" if learned else "class means (this loss has no centers)",
-            marker=dict(color=colours.tolist(), size=sizes.tolist(), symbol=symbol.tolist(), opacity=np.where(owning, 1.0, 0.6).tolist()),
+            marker=dict(color=colours.tolist(), size=sizes.tolist(), symbol=symbol.tolist(), opacity=np.where(owning, 1.0, 0.85).tolist()),
         )
         empty = int((~owning).sum())
         count = (f"<b>{empty} of {len(owning)} centers own no probe sample</b> (hollow; a center merged with one that owns "
