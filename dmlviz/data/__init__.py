@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 from .._validation import unknown_name_error
 from .bundled import digits, mnist5k
 from .coarsen import coarsen, pairs
 from .dataset import ArrayDataset, DMLDataset
-from .splits import SPLITS, Split, split_dataset
+from .image_sets import IMAGE_DATASETS, DownloadError
+from .images import ArrayImageDataset, ImageDataset, image_transforms
+from .splits import SPLITS, PredefinedSplit, Split, split_dataset
 from .synthetic import synthetic
 
 DATASETS: dict[str, Callable[..., DMLDataset]] = {
@@ -17,25 +20,50 @@ DATASETS: dict[str, Callable[..., DMLDataset]] = {
     "mnist5k": mnist5k,
     "mnist5k-pairs": lambda: pairs(mnist5k()),
     "synthetic": synthetic,
+    **IMAGE_DATASETS,
 }
 
 
 def load_dataset(dataset: str | DMLDataset, **params: Any) -> DMLDataset:
-    """Return ``dataset`` if it is a DMLDataset, else build the named one with ``params``."""
+    """Return ``dataset`` if it is a DMLDataset, else build the named one with ``params``.
+
+    ``"imagefolder:PATH"`` reads the folder of class folders at PATH. Image datasets take
+    ``data_root``, ``download`` and ImageDataset options (``image_size``, ``resize``, ...).
+    """
     if isinstance(dataset, DMLDataset):
+        if params:
+            raise ValueError(f"dataset parameters {sorted(params)} were given with a dataset object; set them when building it")
         return dataset
+    if isinstance(dataset, str) and dataset.startswith("imagefolder:"):
+        if params.get("data_root") is not None:
+            raise ValueError(f"dataset={dataset!r} names its folder already; drop data_root={params['data_root']!r} or use dataset='imagefolder'")
+        params = {**params, "data_root": dataset.split(":", 1)[1]}
+        dataset = "imagefolder"
     if not isinstance(dataset, str) or dataset not in DATASETS:
-        raise unknown_name_error("dataset", dataset, DATASETS)
-    return DATASETS[dataset](**params)
+        raise unknown_name_error("dataset", dataset, [*DATASETS, "imagefolder:PATH"])
+    builder = DATASETS[dataset]
+    try:
+        inspect.signature(builder).bind(**params)
+    except TypeError:
+        accepted = [n for n in inspect.signature(builder).parameters if n not in ("options", "params")]
+        raise ValueError(
+            f"dataset {dataset!r} does not take {sorted(params)}; it takes: {', '.join(accepted) or 'no parameters'}"
+        ) from None
+    return builder(**params)
 
 
 __all__ = [
     "ArrayDataset",
+    "ArrayImageDataset",
     "DATASETS",
     "DMLDataset",
+    "DownloadError",
+    "ImageDataset",
+    "PredefinedSplit",
     "SPLITS",
     "Split",
     "coarsen",
+    "image_transforms",
     "digits",
     "load_dataset",
     "mnist5k",

@@ -56,6 +56,12 @@ class DMLDataset(torch.utils.data.Dataset):
         )
         yield from loader
 
+    def train_batches(
+        self, batches: Sequence[np.ndarray], num_workers: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Like :meth:`batches`, for training: image datasets apply their train-time augmentation here."""
+        return self.batches(batches, num_workers=num_workers)
+
     def __repr__(self) -> str:
         fine = "" if self.fine_labels is None else f", fine classes={len(np.unique(self.fine_labels))}"
         return f"{type(self).__name__}({self.name!r}, samples={len(self)}, classes={self.num_classes}{fine}, input_shape={self.input_shape})"

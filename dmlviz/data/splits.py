@@ -1,4 +1,4 @@
-"""Train/test splits: class-disjoint (the field's zero-shot protocol) or held-out samples."""
+"""Train/test splits: class-disjoint (the field's zero-shot protocol), held-out samples, or a benchmark's own."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ import numpy as np
 
 from .._validation import check_choice
 
-SPLITS = ("classes", "samples")
+SPLITS = ("classes", "samples", "official")
+
+
+@dataclass(frozen=True)
+class PredefinedSplit:
+    """A benchmark's own split, carried by its dataset: sample indices of train and test.
+
+    In-Shop also names its test samples' roles: ``query`` and ``gallery`` (together ``test``).
+    """
+
+    train: np.ndarray
+    test: np.ndarray
+    query: np.ndarray | None = None
+    gallery: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -19,6 +32,8 @@ class Split:
     train: np.ndarray
     test: np.ndarray
     train_classes: np.ndarray
+    query: np.ndarray | None = None
+    gallery: np.ndarray | None = None
 
     def membership(self, n: int) -> np.ndarray:
         """uint8 [n]: 0 for training samples, 1 for test samples."""
@@ -27,16 +42,35 @@ class Split:
         return codes
 
 
-def split_dataset(labels: np.ndarray, how: str = "classes", test_fraction: float = 0.5, seed: int = 0) -> Split:
+def split_dataset(
+    labels: np.ndarray,
+    how: str = "classes",
+    test_fraction: float = 0.5,
+    seed: int = 0,
+    predefined: PredefinedSplit | None = None,
+) -> Split:
     """Split samples by their ``labels`` [N].
 
     ``how="classes"``: train on the first half of the classes (sorted, rounded up), test on
     the rest. ``how="samples"``: every class in both, ``test_fraction`` of each class held out
-    at random (seeded).
+    at random (seeded). ``how="official"``: the benchmark's own split ``predefined`` (the
+    dataset's ``predefined_split``: CUB-200-2011, Cars196, SOP, In-Shop).
     """
     check_choice("split", how, SPLITS)
     labels = np.asarray(labels)
     classes = np.unique(labels)
+    if how == "official":
+        if predefined is None:
+            raise ValueError(
+                "split='official' needs a dataset with its own split (cub200, cars196, sop, inshop); "
+                "this dataset has none: use split='classes' or 'samples'"
+            )
+        train, test = (np.sort(np.asarray(a, dtype=np.int64)) for a in (predefined.train, predefined.test))
+        if np.intersect1d(train, test).size:
+            raise ValueError("the dataset's predefined split puts some samples in both train and test")
+        query = None if predefined.query is None else np.asarray(predefined.query, dtype=np.int64)
+        gallery = None if predefined.gallery is None else np.asarray(predefined.gallery, dtype=np.int64)
+        return Split(how, train, test, np.unique(labels[train]), query, gallery)
     if how == "classes":
         if len(classes) < 2:
             raise ValueError(f"split='classes' needs at least 2 classes, the dataset has {len(classes)}; use split='samples'")
