@@ -35,11 +35,18 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the model (default: %(default)s)")
     p.add_argument("--center-lr", type=float, default=None, help="learning rate of centers/proxies (default: 10 × --lr)")
     p.add_argument("--embedding-dim", type=int, default=64, help="embedding dimension (default: %(default)s)")
-    p.add_argument("--split", choices=SPLITS, default="classes", help="classes: train on the first half of the classes, test on the rest; samples: hold out --test-fraction of each class (default: %(default)s)")
+    p.add_argument("--split", choices=SPLITS, default=None, help="classes: train on the first half of the classes, test on the rest; samples: hold out --test-fraction of each class; "
+                   "official: the benchmark's own split (default: official for cub200, cars196, sop, inshop, else classes)")
     p.add_argument("--test-fraction", type=float, default=0.5, help="held-out fraction with --split samples (default: %(default)s)")
     p.add_argument("--m-per-class", type=int, default=None, help="m samples per class in each batch (default: min(4, batch-size / 2) for pair losses, random batches otherwise)")
     p.add_argument("--probe-size", type=int, default=5000, help="samples recorded every epoch (default: %(default)s)")
     p.add_argument("--eps", type=float, default=0.05, help="centers closer than this are merged when counting effective K (default: %(default)s)")
+    d = p.add_argument_group("image datasets (cub200, cars196, sop, inshop, imagefolder:PATH, mnist, fashionmnist, cifar10, cifar100)")
+    d.add_argument("--data-root", default=None, help="folder holding the dataset's files, in its official layout")
+    d.add_argument("--download", action="store_true", help="fetch the official archive into --data-root when it is not there")
+    d.add_argument("--image-size", type=int, default=None, help="crop size fed to the model (default 224; torchvision sets: native)")
+    d.add_argument("--resize", type=int, default=None, help="shorter side before the center crop when evaluating (default 256)")
+    d.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding images (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<loss>-<time>)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
@@ -60,13 +67,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     loss_params = {k: getattr(args, k) for k in ("centers_per_class", "la", "gamma", "tau", "margin") if getattr(args, k) is not None}
     loss_params.update(dict(args.param))
+    data_params = {k: getattr(args, k) for k in ("image_size", "resize") if getattr(args, k) is not None}
+    if args.download:
+        data_params["download"] = True
     try:
         run = train(
             dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, center_lr=args.center_lr, embedding_dim=args.embedding_dim, split=args.split,
             test_fraction=args.test_fraction, m_per_class=args.m_per_class, probe_size=args.probe_size, eps=args.eps,
             seed=args.seed, out=args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,
-            progress=not args.no_progress, **loss_params,
+            progress=not args.no_progress, data_root=args.data_root, data_params=data_params or None,
+            num_workers=args.num_workers, **loss_params,
         )
     except TrainingInterrupted as stopped:
         epochs = f"epoch {stopped.last_epoch} of {args.epochs}" if stopped.last_epoch is not None else "no complete epoch"

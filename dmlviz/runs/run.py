@@ -220,6 +220,11 @@ class Run:
         for key, flag in options:
             if cfg.get(key) is not None:
                 args += [flag, str(cfg[key])]
+        if cfg.get("data_root") is not None:
+            args += ["--data-root", str(cfg["data_root"])]
+        for key, value in (cfg.get("data_params") or {}).items():
+            if key in ("image_size", "resize"):
+                args += [f"--{key.replace('_', '-')}", str(value)]
         for key, value in (cfg.get("loss_params") or {}).items():
             args += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
         return " ".join(shlex.quote(a) for a in args)

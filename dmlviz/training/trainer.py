@@ -81,7 +81,7 @@ def train(
     lr: float = 1e-3,
     center_lr: float | None = None,
     embedding_dim: int = 64,
-    split: str = "classes",
+    split: str | None = None,
     test_fraction: float = 0.5,
     m_per_class: int | None = None,
     probe_size: int = 5000,
@@ -93,6 +93,8 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     num_workers: int = 0,
+    data_root: str | Path | None = None,
+    data_params: dict[str, Any] | None = None,
     **loss_params: Any,
 ) -> Run:
     """Train ``model`` with ``loss`` on ``dataset``, record every epoch in ``out``, return the Run.
@@ -102,8 +104,12 @@ def train(
     from ``dmlviz.losses.LOSSES`` or a DMLLoss; ``loss_params`` go to it (e.g.
     ``centers_per_class=10, la=20, gamma=0.1, tau=0.2, margin=0.01`` for SoftTriple).
     Adam; centers and proxies use ``center_lr`` (default 10 × ``lr``, see README). split:
-    "classes" (train on the first half of the classes, test on the rest) or "samples"
-    (``test_fraction`` of each class held out); each side needs at least 2 classes.
+    "classes" (train on the first half of the classes, test on the rest), "samples"
+    (``test_fraction`` of each class held out) or "official" (the benchmark's own split of
+    cub200, cars196, sop, inshop; their default when ``split`` is None, else "classes");
+    each side needs at least 2 classes. ``data_root`` (image datasets: the folder of their
+    files) and ``data_params`` (e.g. ``{"image_size": 224, "resize": 256, "download": True}``)
+    go to the named dataset; ``num_workers`` decode images in DataLoader workers.
     m_per_class: batches of m samples per class (default min(4, batch_size // 2) for pair
     losses, random batches otherwise). Epoch 0 is recorded before training; ``probe_size``
     samples of both splits are recorded every epoch, with effective K under ``eps``. ``seed``
@@ -136,8 +142,14 @@ def train(
         raise ValueError("resume=True needs out= pointing at an existing run (the folder that holds its run.json)")
     torch_device = resolve_device(device)
 
-    data = load_dataset(dataset)
-    parts = split_dataset(data.labels, split, test_fraction=test_fraction, seed=seed)
+    data_kwargs = dict(data_params or {})
+    if data_root is not None:
+        data_kwargs["data_root"] = str(data_root)
+    data = load_dataset(dataset, **data_kwargs)
+    predefined = getattr(data, "predefined_split", None)
+    if split is None:
+        split = "official" if predefined is not None else "classes"
+    parts = split_dataset(data.labels, split, test_fraction=test_fraction, seed=seed, predefined=predefined)
     _check_classes(parts, data.labels)
     label_map = np.full(data.num_classes, -1, dtype=np.int64)
     label_map[parts.train_classes] = np.arange(len(parts.train_classes))
@@ -193,6 +205,11 @@ def train(
         "device": str(torch_device),
         "amp": "bf16" if torch_device.type == "cuda" else None,
     }
+    if data_root is not None:
+        config["data_root"] = str(data_root)
+    kept = {k: v for k, v in (data_params or {}).items() if k != "download"}  # fetching is not a setting of the run
+    if kept:
+        config["data_params"] = kept
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{config['dataset']}-{config['loss']}-{stamp}".replace(":", "_")
@@ -278,9 +295,9 @@ def _check_m_per_class(m_per_class: Any, batch_size: int) -> int:
 def _check_classes(parts: Split, labels: np.ndarray) -> None:
     """Training needs 2 classes (negatives); a class-disjoint test split needs 2 too (retrieval, NMI)."""
     n_train, n_test = len(parts.train_classes), len(np.unique(labels[parts.test]))
-    if parts.how == "classes" and (n_train < 2 or n_test < 2):
+    if parts.how in ("classes", "official") and (n_train < 2 or n_test < 2):
         raise ValueError(
-            f"split='classes' gives {n_train} training and {n_test} test classes here; each side needs at least 2: "
+            f"split={parts.how!r} gives {n_train} training and {n_test} test classes here; each side needs at least 2: "
             "use split='samples' (every class in both splits) or a dataset with at least 4 classes"
         )
     if n_train < 2:
@@ -356,7 +373,7 @@ def _train_epoch(
     total = torch.zeros((), device=device)
     terms: dict[str, float] = {}
     n = max(1, len(batches))
-    for index, (batch, (inputs, _)) in enumerate(zip(batches, data.batches([train_ids[b] for b in batches], num_workers=num_workers))):
+    for index, (batch, (inputs, _)) in enumerate(zip(batches, data.train_batches([train_ids[b] for b in batches], num_workers=num_workers))):
         inputs = inputs.to(device, non_blocking=True)
         labels = torch.as_tensor(train_labels[batch], device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
