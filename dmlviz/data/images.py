@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -167,8 +168,9 @@ class ImageDataset(DMLDataset):
         key = (train, num_workers)
         if key not in self._loaders:
             sampler = _BatchList()
+            # Workers hold a copy without loaders: no reference cycle, so the workers stop as soon as the dataset goes.
             loader = torch.utils.data.DataLoader(
-                _View(self, train), batch_sampler=sampler, num_workers=num_workers,
+                _View(copy.copy(self), train), batch_sampler=sampler, num_workers=num_workers,
                 pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0,
             )
             self._loaders[key] = (loader, sampler)

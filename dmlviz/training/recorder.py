@@ -85,6 +85,10 @@ class Recorder:
         if ds.fine_labels is not None:
             arrays["fine_labels"] = ds.fine_labels[ids].astype(np.int64)
             arrays["fine_names"] = np.asarray(ds.fine_names or [], dtype=str)
+        coarse = getattr(ds, "coarse_labels", None)  # image benchmarks' super-classes (SOP, In-Shop)
+        if coarse is not None:
+            arrays["coarse_labels"] = np.asarray(coarse)[ids].astype(np.int64)
+            arrays["coarse_names"] = np.asarray(getattr(ds, "coarse_names", None) or [], dtype=str)
         thumbs = ds.thumbnails(ids)
         if thumbs is not None:
             arrays["thumbnails"] = thumbs

@@ -306,3 +306,32 @@ def test_train_on_cub_end_to_end(tmp_path):
         epochs=1, batch_size=8, split="classes", out=tmp_path / "run2", progress=False,
     )
     assert run.config["split"] == "classes"
+
+
+def test_sop_probe_keeps_coarse_labels(tmp_path):
+    import dmlviz
+
+    run = dmlviz.train(
+        dataset="sop", data_root=make_sop(tmp_path / "data"), data_params=SMALL, model="cnn", loss="softmax",
+        embedding_dim=8, epochs=1, batch_size=4, out=tmp_path / "run", progress=False,
+    )
+    np.testing.assert_array_equal(run.probe["coarse_labels"], [0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1])
+    assert list(run.probe["coarse_names"]) == ["bicycle", "chair"]
+
+
+def test_command_line_reads_an_image_tree(tmp_path, capsys):
+    from dmlviz.cli import main
+
+    root = make_cub(tmp_path / "data", class_ids=(1, 2, 101, 102), per_class=2)
+    out = tmp_path / "cli-run"
+    args = ["train", "--dataset", "cub200", "--data-root", str(root), "--image-size", "32", "--resize", "36",
+            "--num-workers", "0", "--model", "cnn", "--loss", "softmax", "--embedding-dim", "8", "--batch-size", "4",
+            "--epochs", "1", "--out", str(out), "--no-progress"]
+    assert main(args) == 0 and (out / "epoch_0001.npz").exists()
+    assert main(args[:-5] + ["--epochs", "2", "--out", str(out), "--no-progress", "--resume"]) == 0
+    assert (out / "epoch_0002.npz").exists()
+    capsys.readouterr()
+    assert main(["train", "--dataset", "cub200", "--out", str(tmp_path / "x")]) == 2
+    assert "pass data_root= (Python) or --data-root" in capsys.readouterr().err
+    assert main(["train", "--dataset", "sop", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
+    assert "Ebay_train.txt" in capsys.readouterr().err
