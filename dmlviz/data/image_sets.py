@@ -131,9 +131,14 @@ def download_archive(dataset: str, root: Path) -> None:
                 ) from error
             partial.rename(target)
         if target.name.endswith((".tgz", ".tar.gz", ".tar")):
+            logger.info("unpacking %s", target)
             with tarfile.open(target) as archive:
-                archive.extractall(root, filter="data")
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.10.12: refuse links and paths leaving root
+                    archive.extractall(root, filter="data")
+                else:
+                    archive.extractall(root)
         elif target.suffix == ".zip":
+            logger.info("unpacking %s", target)
             with zipfile.ZipFile(target) as archive:
                 archive.extractall(root)
 

@@ -135,10 +135,13 @@ class ImageDataset(DMLDataset):
         state["_loaders"] = {}  # DataLoaders stay in the main process
         return state
 
-    def open_image(self, index: int) -> Image.Image:
-        """The decoded image of sample ``index`` (RGB, or L for grey datasets)."""
+    def open_image(self, index: int, min_size: int | None = None) -> Image.Image:
+        """The decoded image of sample ``index`` (RGB, or L for grey datasets); JPEGs decode at a reduced scale no smaller than ``min_size`` when given."""
+        mode = "RGB" if self.channels == 3 else "L"
         with Image.open(self.paths[index]) as image:
-            return image.convert("RGB" if self.channels == 3 else "L")
+            if min_size is not None:
+                image.draft(mode, (min_size, min_size))
+            return image.convert(mode)
 
     def load(self, index: int, train: bool = False) -> torch.Tensor:
         """Sample ``index`` as float32 [channels, image_size, image_size] through the train or eval transform."""
@@ -161,7 +164,8 @@ class ImageDataset(DMLDataset):
         indices = np.asarray(indices, dtype=np.int64)
         out = np.empty((len(indices), *shape), dtype=np.uint8)
         for row, index in enumerate(indices):
-            out[row] = np.asarray(ImageOps.fit(self.open_image(int(index)), (size, size), Image.Resampling.BILINEAR))
+            picture = self.open_image(int(index), min_size=2 * size)
+            out[row] = np.asarray(ImageOps.fit(picture, (size, size), Image.Resampling.BILINEAR))
         return out
 
     def _loader(self, train: bool, num_workers: int) -> tuple[torch.utils.data.DataLoader, _BatchList]:
@@ -208,6 +212,6 @@ class ArrayImageDataset(ImageDataset):
         params.setdefault("channels", 1 if images.ndim == 3 else 3)
         super().__init__([""] * len(images), labels, **params)
 
-    def open_image(self, index: int) -> Image.Image:
-        """The in-memory image of sample ``index`` as a PIL image."""
+    def open_image(self, index: int, min_size: int | None = None) -> Image.Image:
+        """The in-memory image of sample ``index`` as a PIL image (``min_size`` is ignored)."""
         return Image.fromarray(self.images[index])

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dmlviz.data import DownloadError, ImageDataset, load_dataset, split_dataset
+from dmlviz.data import DownloadError, ImageDataset, image_transforms, load_dataset, split_dataset
 from dmlviz.data import image_sets
 
 
@@ -335,3 +335,34 @@ def test_command_line_reads_an_image_tree(tmp_path, capsys):
     assert "pass data_root= (Python) or --data-root" in capsys.readouterr().err
     assert main(["train", "--dataset", "sop", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     assert "Ebay_train.txt" in capsys.readouterr().err
+
+
+def test_download_unpacks_the_archive(tmp_path, monkeypatch):
+    """download=True with the archive served by a stand-in urlopen: fetched, unpacked, read."""
+    import io
+    import tarfile
+
+    make_cub(tmp_path / "src", class_ids=(1, 101), per_class=2)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(tmp_path / "src" / "CUB_200_2011", arcname="CUB_200_2011")
+    served = []
+
+    def serve(url, timeout=None):
+        served.append(url)
+        return io.BytesIO(buffer.getvalue())
+
+    monkeypatch.setattr(urllib.request, "urlopen", serve)
+    ds = load_dataset("cub200", data_root=tmp_path / "data", download=True, **SMALL)
+    assert served == image_sets.URLS["cub200"] and len(ds) == 4
+    assert (tmp_path / "data" / "CUB_200_2011.tgz").is_file()
+
+
+def test_transform_sizes_are_checked():
+    with pytest.raises(ValueError, match="resize=30 is smaller than image_size=32"):
+        image_transforms(32, 30)
+    with pytest.raises(ValueError, match="image_size must be an integer >= 1, got 0"):
+        image_transforms(0, 36)
+    train, evaluate = image_transforms(32, 36)
+    picture = Image.fromarray(np.zeros((30, 40, 3), dtype=np.uint8))
+    assert train(picture).shape == evaluate(picture).shape == (3, 32, 32)
