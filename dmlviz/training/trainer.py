@@ -142,6 +142,11 @@ def train(
         raise ValueError("resume=True needs out= pointing at an existing run (the folder that holds its run.json)")
     torch_device = resolve_device(device)
 
+    misplaced = sorted(set(loss_params) & {"image_size", "resize", "download", "augment", "flip", "thumbnail_size"})
+    if misplaced:
+        raise ValueError(
+            f"{misplaced} are dataset parameters, not loss parameters: pass data_params={{{', '.join(f'{k!r}: {loss_params[k]!r}' for k in misplaced)}}}"
+        )
     data_kwargs = dict(data_params or {})
     if data_root is not None:
         data_kwargs["data_root"] = str(data_root)

@@ -366,3 +366,10 @@ def test_transform_sizes_are_checked():
     train, evaluate = image_transforms(32, 36)
     picture = Image.fromarray(np.zeros((30, 40, 3), dtype=np.uint8))
     assert train(picture).shape == evaluate(picture).shape == (3, 32, 32)
+
+
+def test_dataset_parameters_given_as_loss_parameters_are_pointed_to_data_params(tmp_path):
+    import dmlviz
+
+    with pytest.raises(ValueError, match=r"\['image_size'\] are dataset parameters.*data_params=\{'image_size': 32\}"):
+        dmlviz.train(dataset="cub200", data_root=tmp_path, image_size=32, out=tmp_path / "run", progress=False)
