@@ -47,6 +47,14 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--image-size", type=int, default=None, help="crop size fed to the model (default 224; torchvision sets: native)")
     d.add_argument("--resize", type=int, default=None, help="shorter side before the center crop when evaluating (default 256)")
     d.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding images (default: %(default)s)")
+    b = p.add_argument_group("backbones (resnet18, resnet50)")
+    b.add_argument("--pretrained", action="store_true", help="start from ImageNet weights, read from the torch hub cache (torch.hub.get_dir()/checkpoints; never downloaded)")
+    b.add_argument("--pooling", choices=("avg", "avg+max"), default=None, help="avg: global average pooling; avg+max: GAP + GMP summed (default: avg)")
+    b.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm layers in eval mode with frozen affine parameters")
+    b.add_argument("--compile", action="store_true", help="run the model through torch.compile")
+    b.add_argument("--no-channels-last", action="store_true", help="keep the contiguous memory format on CUDA (default: channels_last)")
+    b.add_argument("--backbone-lr", type=float, default=None, help="learning rate of the trunk (default: --lr, which the embedding head keeps)")
+    b.add_argument("--model-param", type=_param, action="append", default=[], metavar="KEY=VALUE", help="any other model option, e.g. --model-param pretrained=IMAGENET1K_V1")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<loss>-<time>)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
@@ -70,6 +78,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     data_params = {k: getattr(args, k) for k in ("image_size", "resize") if getattr(args, k) is not None}
     if args.download:
         data_params["download"] = True
+    model_params: dict[str, Any] = {k: True for k in ("pretrained", "freeze_bn", "compile") if getattr(args, k)}
+    if args.pooling is not None:
+        model_params["pooling"] = args.pooling
+    if args.no_channels_last:
+        model_params["channels_last"] = False
+    model_params.update(dict(args.model_param))
     try:
         run = train(
             dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
@@ -77,7 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             test_fraction=args.test_fraction, m_per_class=args.m_per_class, probe_size=args.probe_size, eps=args.eps,
             seed=args.seed, out=args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,
             progress=not args.no_progress, data_root=args.data_root, data_params=data_params or None,
-            num_workers=args.num_workers, **loss_params,
+            num_workers=args.num_workers, model_params=model_params or None, backbone_lr=args.backbone_lr, **loss_params,
         )
     except TrainingInterrupted as stopped:
         epochs = f"epoch {stopped.last_epoch} of {args.epochs}" if stopped.last_epoch is not None else "no complete epoch"

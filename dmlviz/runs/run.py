@@ -214,7 +214,7 @@ class Run:
         if not all(isinstance(x, str) and not x.startswith("custom:") for x in (dataset, model, loss)):
             return None
         args = ["dmlviz", "train", "--out", str(self.path), "--resume", "--dataset", dataset, "--model", model, "--loss", loss]
-        options = [("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"), ("center_lr", "--center-lr"),
+        options = [("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"), ("center_lr", "--center-lr"), ("backbone_lr", "--backbone-lr"),
                    ("embedding_dim", "--embedding-dim"), ("split", "--split"), ("test_fraction", "--test-fraction"),
                    ("m_per_class", "--m-per-class"), ("probe_size", "--probe-size"), ("eps", "--eps"), ("seed", "--seed")]
         for key, flag in options:
@@ -225,6 +225,8 @@ class Run:
         for key, value in (cfg.get("data_params") or {}).items():
             if key in ("image_size", "resize"):
                 args += [f"--{key.replace('_', '-')}", str(value)]
+        for key, value in (cfg.get("model_params") or {}).items():
+            args += ["--model-param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
         for key, value in (cfg.get("loss_params") or {}).items():
             args += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
         return " ".join(shlex.quote(a) for a in args)

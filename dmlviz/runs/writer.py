@@ -43,7 +43,7 @@ class RunWriter:
     #: Settings that may differ on resume: the length of the run and where it runs.
     RESUMABLE_ANYWAY = frozenset({"epochs", "device", "amp"})
     #: Settings that may also change when resuming a run that diverged (to get past a NaN).
-    CHANGEABLE_AFTER_DIVERGENCE = frozenset({"lr", "center_lr", "loss_params"})
+    CHANGEABLE_AFTER_DIVERGENCE = frozenset({"lr", "center_lr", "backbone_lr", "loss_params"})
     CHANGEABLE_AFTER_FAILURE = CHANGEABLE_AFTER_DIVERGENCE  # the former name
 
     def __init__(self, path: str | os.PathLike) -> None:

@@ -95,6 +95,8 @@ def train(
     num_workers: int = 0,
     data_root: str | Path | None = None,
     data_params: dict[str, Any] | None = None,
+    model_params: dict[str, Any] | None = None,
+    backbone_lr: float | None = None,
     **loss_params: Any,
 ) -> Run:
     """Train ``model`` with ``loss`` on ``dataset``, record every epoch in ``out``, return the Run.
@@ -110,6 +112,9 @@ def train(
     each side needs at least 2 classes. ``data_root`` (image datasets: the folder of their
     files) and ``data_params`` (e.g. ``{"image_size": 224, "resize": 256, "download": True}``)
     go to the named dataset; ``num_workers`` decode images in DataLoader workers.
+    ``model_params`` go to the named model (e.g. ``{"pretrained": True, "pooling": "avg+max",
+    "freeze_bn": True}`` for "resnet18" / "resnet50"); a model with an ImageNet trunk trains
+    the trunk at ``backbone_lr`` (default ``lr``) and its embedding head at ``lr``.
     m_per_class: batches of m samples per class (default min(4, batch_size // 2) for pair
     losses, random batches otherwise). Epoch 0 is recorded before training; ``probe_size``
     samples of both splits are recorded every epoch, with effective K under ``eps``. ``seed``
@@ -134,6 +139,10 @@ def train(
     lr = check_positive_float("lr", lr, example=1e-3)
     center_lr = 10.0 * lr if center_lr is None else check_positive_float("center_lr", center_lr, example=10.0 * lr)
     eps = check_positive_float("eps", eps, example=0.05)
+    if backbone_lr is not None:
+        backbone_lr = check_positive_float("backbone_lr", backbone_lr, example=lr)
+    if model_params is not None and not isinstance(model_params, dict):
+        raise TypeError(f"model_params must be a dict of model options, e.g. {{'pretrained': True}}, got {model_params!r}")
     if m_per_class is not None:
         m_per_class = _check_m_per_class(m_per_class, batch_size)
     if resume and overwrite:
@@ -161,7 +170,7 @@ def train(
     train_labels = label_map[data.labels[parts.train]]
 
     torch.manual_seed(seed)
-    net = build_model(model, data.input_shape, embedding_dim)
+    net = build_model(model, data.input_shape, embedding_dim, **(model_params or {}))
     if isinstance(loss, DMLLoss):
         if loss_params:
             raise ValueError(f"loss parameters {sorted(loss_params)} were given with a loss object; set them on the object")
@@ -174,11 +183,24 @@ def train(
             raise ValueError(f"loss {loss_fn.name!r} compares pairs, so batch_size must be >= 4 (2 classes of 2 samples), got {batch_size}")
         m_per_class = _check_m_per_class(min(4, batch_size // 2), batch_size)
     net.to(torch_device)
+    if torch_device.type == "cuda" and getattr(net, "channels_last", False):
+        net.to(memory_format=torch.channels_last)
     loss_fn.to(torch_device)
     _check_model_output(net, data, parts.train, embedding_dim, torch_device)
 
     center_params = {id(p) for p in loss_fn.center_parameters()}
-    groups = [{"params": list(net.parameters()), "lr": lr, "name": "model"}]
+    trunk = list(net.backbone_parameters()) if callable(getattr(net, "backbone_parameters", None)) else []
+    if trunk:  # the papers' setting: the pretrained trunk at its own (usually lower) learning rate
+        backbone_lr = lr if backbone_lr is None else backbone_lr
+        in_trunk = {id(p) for p in trunk}
+        groups = [
+            {"params": trunk, "lr": backbone_lr, "name": "backbone"},
+            {"params": [p for p in net.parameters() if id(p) not in in_trunk], "lr": lr, "name": "model"},
+        ]
+    else:
+        if backbone_lr is not None:
+            raise ValueError(f"backbone_lr={backbone_lr} was given, but model {_describe(model, 'model')!r} has no backbone; use model='resnet18' or 'resnet50', or leave backbone_lr out")
+        groups = [{"params": list(net.parameters()), "lr": lr, "name": "model"}]
     centers = [p for p in loss_fn.parameters() if id(p) in center_params]
     others = [p for p in loss_fn.parameters() if id(p) not in center_params]
     if centers:
@@ -198,6 +220,7 @@ def train(
         "batch_size": batch_size,
         "lr": lr,
         "center_lr": center_lr,
+        **({"backbone_lr": backbone_lr} if trunk else {}),
         "optimizer": "adam",
         "embedding_dim": embedding_dim,
         "split": split,
@@ -210,6 +233,8 @@ def train(
         "device": str(torch_device),
         "amp": "bf16" if torch_device.type == "cuda" else None,
     }
+    if model_params:
+        config["model_params"] = dict(model_params)
     if data_root is not None:
         config["data_root"] = str(data_root)
     kept = {k: v for k, v in (data_params or {}).items() if k != "download"}  # fetching is not a setting of the run
@@ -228,7 +253,7 @@ def train(
         except (RuntimeError, ValueError, KeyError) as error:
             raise ValueError(f"cannot resume: the checkpoint in {str(out)!r} does not fit this model and loss ({error})") from error
         for group in optimizer.param_groups:
-            group["lr"] = center_lr if group["name"] == "centers" else lr
+            group["lr"] = {"centers": center_lr, "backbone": backbone_lr}.get(group["name"], lr)
 
     writer = RunWriter(out)
     last = writer.start(config, _versions(), resume=resume, overwrite=overwrite, restore=restore)
