@@ -76,7 +76,7 @@ class BackboneEmbedder(nn.Module):
         self.pooling = check_choice("pooling", pooling, POOLINGS)
         self.freeze_bn = bool(freeze_bn)
         self.channels_last = bool(channels_last)
-        self.compile = bool(compile)
+        self.use_compile = bool(compile)  # not `compile`: that would hide nn.Module.compile
         self.in_channels = in_channels
         self._compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
         if self.freeze_bn:
@@ -113,14 +113,14 @@ class BackboneEmbedder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images [B, C, H, W] → embeddings [B, embedding_dim]; through torch.compile when ``compile=True``."""
-        if not self.compile:
+        if not self.use_compile:
             return self.embed(x)
         if self._compiled is None:  # compiled on first use; the state dict keeps its plain keys
             self._compiled = torch.compile(self.embed)
         return self._compiled(x)
 
     def extra_repr(self) -> str:
-        return f"pooling={self.pooling!r}, freeze_bn={self.freeze_bn}, channels_last={self.channels_last}, compile={self.compile}"
+        return f"pooling={self.pooling!r}, freeze_bn={self.freeze_bn}, channels_last={self.channels_last}, compile={self.use_compile}"
 
 
 def _backbone(
