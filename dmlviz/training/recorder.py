@@ -18,24 +18,71 @@ from ..runs import RunWriter
 logger = logging.getLogger(__name__)
 
 
-def choose_probe(labels: np.ndarray, size: int, seed: int, split: np.ndarray | None = None) -> np.ndarray:
-    """Up to ``size`` sample indices, sorted, stratified over classes (each class keeps its share).
+#: a probe class holds at least min(class size, PROBE_MIN_PER_CLASS) samples of each split it is in
+PROBE_MIN_PER_CLASS = 8
 
-    With ``split`` (0 = train, 1 = test, one per sample) the strata are (split, class) pairs,
-    so both splits keep their share too.
+#: largest probe_size accepted by dmlviz.train
+PROBE_MAX_SIZE = 100_000
+
+
+def choose_probe(labels: np.ndarray, size: int, seed: int, split: np.ndarray | None = None) -> np.ndarray:
+    """Up to ``size`` sample indices [<= size], sorted, made of whole classes; every sample when labels [N] has N <= size.
+
+    When every class's proportional share of ``size`` is at least min(class size, 8) samples,
+    the probe is stratified over classes (each class keeps its share; with ``split``, 0 = train
+    and 1 = test per sample, over (class, split) pairs). Otherwise (many classes: e.g. 11k
+    classes in 5,000 slots) classes are chosen first, then samples within them: each split
+    keeps its share of ``size``; within a split every class gets min(its size, m) samples
+    with m the level that fills the split's share, but m >= 8, so when the classes do not all
+    fit, classes are taken in a seeded random order (the same order for both splits, so a
+    class of a sample split holds samples of both) until the share is full.
     """
     n = len(labels)
     if n <= size:
         return np.arange(n)
     rng = np.random.default_rng([seed, 7])
-    strata = np.asarray(labels, dtype=np.int64) * 2 + (0 if split is None else np.asarray(split, dtype=np.int64))
-    groups, counts = np.unique(strata, return_counts=True)
-    quota = np.maximum(1, np.floor(counts * size / n)).astype(int)
-    chosen = [rng.choice(np.flatnonzero(strata == g), size=min(q, k), replace=False) for g, q, k in zip(groups, quota, counts)]
-    picked = np.concatenate(chosen)
-    if len(picked) > size:
-        picked = rng.choice(picked, size=size, replace=False)
-    return np.sort(picked)
+    labels = np.asarray(labels, dtype=np.int64)
+    classes, class_counts = np.unique(labels, return_counts=True)
+    if np.all(np.floor(class_counts * size / n) >= np.minimum(class_counts, PROBE_MIN_PER_CLASS)):
+        strata = labels * 2 + (0 if split is None else np.asarray(split, dtype=np.int64))
+        groups, counts = np.unique(strata, return_counts=True)
+        quota = np.maximum(1, np.floor(counts * size / n)).astype(int)
+        chosen = [rng.choice(np.flatnonzero(strata == g), size=min(q, k), replace=False) for g, q, k in zip(groups, quota, counts)]
+        picked = np.concatenate(chosen)
+        if len(picked) > size:
+            picked = rng.choice(picked, size=size, replace=False)
+        return np.sort(picked)
+    sides = np.zeros(n, dtype=np.int64) if split is None else np.asarray(split, dtype=np.int64)
+    order = rng.permutation(len(classes))  # one class order for both splits
+    side_values, side_counts = np.unique(sides, return_counts=True)
+    budgets = np.floor(side_counts * size / n).astype(int)
+    budgets[np.argmax(side_counts)] += size - budgets.sum()
+    picked = []
+    for side, budget in zip(side_values, budgets):
+        members = np.flatnonzero(sides == side)
+        index = np.searchsorted(classes, labels[members])
+        members = members[np.argsort(index, kind="stable")]  # grouped by class
+        starts = np.r_[0, np.cumsum(np.bincount(index, minlength=len(classes)))]
+        counts = np.diff(starts)[order]
+        per_class = np.minimum(counts, max(_fill_level(counts, budget), PROBE_MIN_PER_CLASS))
+        room = budget - np.cumsum(per_class) + per_class  # slots left when each class's turn comes
+        per_class = np.clip(np.minimum(per_class, room), 0, None)
+        for k, take in zip(order, per_class):
+            if take > 0:
+                picked.append(rng.choice(members[starts[k] : starts[k + 1]], size=int(take), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def _fill_level(counts: np.ndarray, budget: int) -> int:
+    """Smallest m with sum(min(counts [C], m)) >= budget (the largest count when they never reach it)."""
+    lo, hi = 0, int(counts.max(initial=0))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if np.minimum(counts, mid).sum() >= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 class Recorder:
@@ -54,8 +101,11 @@ class Recorder:
         batch_size: int = 512,
         ks: tuple[int, ...] = (1, 2, 4, 8),
         num_workers: int = 0,
+        nmi_method: str = "auto",
+        nmi_every: int = 1,
     ) -> None:
         self.dataset, self.split, self.writer = dataset, split, writer
+        self.nmi_method, self.nmi_every = nmi_method, nmi_every
         self.eps, self.device, self.batch_size, self.ks, self.num_workers = eps, device, batch_size, ks, num_workers
         if writer.has_probe():
             from ..runs import load_run
@@ -151,7 +201,9 @@ class Recorder:
         test_labels = self.dataset.labels[self.split.test]
         if len(test) >= 2:
             row.update(retrieval_metrics(test, test_labels, ks=self.ks))
-            row["nmi"] = nmi(test.numpy(), test_labels)
+            # NaN (a gap in the metrics view) when NMI is off or not due this epoch
+            due = self.nmi_method != "off" and epoch % self.nmi_every == 0
+            row["nmi"] = nmi(test.numpy(), test_labels, method=self.nmi_method) if due else float("nan")
         if self.probe_fine is not None:
             # how the centers split each class along its hidden fine labels (≈ 0 at chance, 1 exact):
             # on the probe's held-out samples (the claim is about generalisation; NaN when held-out
