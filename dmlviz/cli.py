@@ -40,6 +40,10 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=float, default=0.5, help="held-out fraction with --split samples (default: %(default)s)")
     p.add_argument("--m-per-class", type=int, default=None, help="m samples per class in each batch (default: min(4, batch-size / 2) for pair losses, random batches otherwise)")
     p.add_argument("--probe-size", type=int, default=5000, help="samples recorded every epoch (default: %(default)s)")
+    p.add_argument("--nmi", choices=("auto", "kmeans", "minibatch", "off"), default="auto",
+                   help="NMI of the test split: kmeans (exact), minibatch (MiniBatchKMeans on at most 1,000 whole classes), off; "
+                   "auto: kmeans while test samples × classes <= 2,000,000, else minibatch (default: %(default)s)")
+    p.add_argument("--nmi-every", type=int, default=1, help="compute NMI on epochs divisible by this, NaN on the others (default: %(default)s)")
     p.add_argument("--eps", type=float, default=0.05, help="centers closer than this are merged when counting effective K (default: %(default)s)")
     d = p.add_argument_group("image datasets (cub200, cars196, sop, inshop, imagefolder:PATH, mnist, fashionmnist, cifar10, cifar100)")
     d.add_argument("--data-root", default=None, help="folder holding the dataset's files, in its official layout")
@@ -91,7 +95,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             test_fraction=args.test_fraction, m_per_class=args.m_per_class, probe_size=args.probe_size, eps=args.eps,
             seed=args.seed, out=args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,
             progress=not args.no_progress, data_root=args.data_root, data_params=data_params or None,
-            num_workers=args.num_workers, model_params=model_params or None, backbone_lr=args.backbone_lr, **loss_params,
+            num_workers=args.num_workers, model_params=model_params or None, backbone_lr=args.backbone_lr,
+            nmi=args.nmi, nmi_every=args.nmi_every, **loss_params,
         )
     except TrainingInterrupted as stopped:
         epochs = f"epoch {stopped.last_epoch} of {args.epochs}" if stopped.last_epoch is not None else "no complete epoch"

@@ -216,7 +216,7 @@ class Run:
         args = ["dmlviz", "train", "--out", str(self.path), "--resume", "--dataset", dataset, "--model", model, "--loss", loss]
         options = [("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"), ("center_lr", "--center-lr"), ("backbone_lr", "--backbone-lr"),
                    ("embedding_dim", "--embedding-dim"), ("split", "--split"), ("test_fraction", "--test-fraction"),
-                   ("m_per_class", "--m-per-class"), ("probe_size", "--probe-size"), ("eps", "--eps"), ("seed", "--seed")]
+                   ("m_per_class", "--m-per-class"), ("probe_size", "--probe-size"), ("eps", "--eps"), ("nmi", "--nmi"), ("nmi_every", "--nmi-every"), ("seed", "--seed")]
         for key, flag in options:
             if cfg.get(key) is not None:
                 args += [flag, str(cfg[key])]

@@ -17,10 +17,11 @@ from tqdm.auto import tqdm
 from .. import __version__
 from .._validation import check_positive_float, check_positive_int
 from ..data import DMLDataset, Split, load_dataset, split_dataset
+from ..eval.clustering import resolve_nmi_method
 from ..losses import DMLLoss, build
 from ..models import build_model
 from ..runs import Run, RunWriter, load_run
-from .recorder import Recorder
+from .recorder import PROBE_MAX_SIZE, Recorder
 from .sampler import epoch_batches
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ def train(
     data_params: dict[str, Any] | None = None,
     model_params: dict[str, Any] | None = None,
     backbone_lr: float | None = None,
+    nmi: str = "auto",
+    nmi_every: int = 1,
     **loss_params: Any,
 ) -> Run:
     """Train ``model`` with ``loss`` on ``dataset``, record every epoch in ``out``, return the Run.
@@ -119,6 +122,11 @@ def train(
     losses, random batches otherwise). Epoch 0 is recorded before training; ``probe_size``
     samples of both splits are recorded every epoch, with effective K under ``eps``. ``seed``
     (an integer >= 0) fixes the model's initialisation, batches and dropout of every epoch.
+    ``probe_size`` (2 to 100,000): with more samples than that, see :func:`choose_probe`.
+    nmi: "auto" (exact k-means while test samples × test classes <= 2,000,000, else
+    "minibatch"), "kmeans", "minibatch" (MiniBatchKMeans on at most 1,000 whole test classes)
+    or "off"; computed on epochs divisible by ``nmi_every``, NaN in metrics.csv otherwise;
+    run.json's config keeps the method used ("auto" resolved) and ``nmi_every``.
 
     ``resume=True`` continues the run in ``out`` from its last complete epoch, exactly as if it
     had not stopped; ``epochs`` and ``device`` may differ, and after a run that diverged (NaN)
@@ -135,6 +143,8 @@ def train(
     batch_size = check_positive_int("batch_size", batch_size, minimum=2)
     embedding_dim = check_positive_int("embedding_dim", embedding_dim)
     probe_size = check_positive_int("probe_size", probe_size, minimum=2)
+    if probe_size > PROBE_MAX_SIZE:
+        raise ValueError(f"probe_size must be an integer from 2 to {PROBE_MAX_SIZE:,}, got {probe_size:,}; the probe is recorded every epoch, so use e.g. 5000 (the default)")
     seed = check_positive_int("seed", seed, minimum=0)
     lr = check_positive_float("lr", lr, example=1e-3)
     center_lr = 10.0 * lr if center_lr is None else check_positive_float("center_lr", center_lr, example=10.0 * lr)
@@ -143,6 +153,9 @@ def train(
         backbone_lr = check_positive_float("backbone_lr", backbone_lr, example=lr)
     if model_params is not None and not isinstance(model_params, dict):
         raise TypeError(f"model_params must be a dict of model options, e.g. {{'pretrained': True}}, got {model_params!r}")
+    if nmi not in ("auto", "kmeans", "minibatch", "off"):
+        raise ValueError(f"nmi must be 'auto', 'kmeans', 'minibatch' or 'off', got {nmi!r}")
+    nmi_every = check_positive_int("nmi_every", nmi_every)
     if m_per_class is not None:
         m_per_class = _check_m_per_class(m_per_class, batch_size)
     if resume and overwrite:
@@ -168,6 +181,9 @@ def train(
     label_map = np.full(data.num_classes, -1, dtype=np.int64)
     label_map[parts.train_classes] = np.arange(len(parts.train_classes))
     train_labels = label_map[data.labels[parts.train]]
+
+    if nmi != "off":
+        nmi = resolve_nmi_method(nmi, len(parts.test), len(np.unique(data.labels[parts.test])))
 
     torch.manual_seed(seed)
     net = build_model(model, data.input_shape, embedding_dim, **(model_params or {}))
@@ -229,6 +245,8 @@ def train(
         "m_per_class": m_per_class,
         "probe_size": probe_size,
         "eps": eps,
+        "nmi": nmi,
+        "nmi_every": nmi_every,
         "seed": seed,
         "device": str(torch_device),
         "amp": "bf16" if torch_device.type == "cuda" else None,
@@ -264,7 +282,8 @@ def train(
         if last >= 0:
             logger.info("resuming %s after epoch %d", writer.path, last)
         recorder = Recorder(
-            data, parts, writer, probe_size=probe_size, eps=eps, seed=seed, device=torch_device, num_workers=num_workers
+            data, parts, writer, probe_size=probe_size, eps=eps, seed=seed, device=torch_device, num_workers=num_workers,
+            nmi_method=nmi, nmi_every=nmi_every,
         )
         if last < 0:
             row = recorder.record(0, net, loss_fn, {"loss": float("nan"), "seconds": 0.0})

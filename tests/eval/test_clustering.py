@@ -50,3 +50,39 @@ def test_bad_inputs() -> None:
         nmi(np.zeros((4, 2)), [0, 1, 0])
     with pytest.raises(ValueError, match="embeddings contain NaN or inf"):
         nmi(np.array([[np.nan, 0.0], [1.0, 0.0]]), [0, 1])
+
+
+def _separated(classes: int, per_class: int, dim: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(classes, dim))
+    y = np.repeat(np.arange(classes), per_class)
+    return centers[y] + 0.05 * rng.normal(size=(len(y), dim)), y
+
+
+def test_minibatch_is_close_to_kmeans_on_separated_data() -> None:
+    # tolerance 0.05: MiniBatchKMeans (k-means++ init, one start) may merge a few clusters
+    x, y = _separated(50, 20)
+    exact = nmi(x, y, method="kmeans")
+    assert exact > 0.95
+    assert abs(nmi(x, y, method="minibatch") - exact) <= 0.05
+
+
+def test_minibatch_subsamples_whole_classes(monkeypatch) -> None:
+    from dmlviz.eval import clustering
+
+    monkeypatch.setattr(clustering, "NMI_MAX_CLASSES", 20)
+    x, y = _separated(60, 10)
+    assert nmi(x, y, method="minibatch", seed=1) > 0.9
+    assert nmi(x, y, method="minibatch", seed=1) == nmi(x, y, method="minibatch", seed=1)
+
+
+def test_auto_is_exact_below_the_threshold() -> None:
+    from dmlviz.eval.clustering import NMI_EXACT_MAX, resolve_nmi_method
+
+    x, y = _separated(6, 30)
+    assert nmi(x, y) == nmi(x, y, method="kmeans")
+    assert resolve_nmi_method("auto", 5924, 100) == "kmeans"  # CUB-200's test split stays exact
+    assert resolve_nmi_method("auto", NMI_EXACT_MAX + 1, 1) == "minibatch"
+    assert resolve_nmi_method("kmeans", 60502, 11316) == "kmeans"
+    with pytest.raises(ValueError, match="method must be one of 'auto', 'kmeans', 'minibatch', got 'faiss'"):
+        nmi(x, y, method="faiss")
