@@ -39,7 +39,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
                    "official: the benchmark's own split (default: official for cub200, cars196, sop, inshop, else classes)")
     p.add_argument("--test-fraction", type=float, default=0.5, help="held-out fraction with --split samples (default: %(default)s)")
     p.add_argument("--m-per-class", type=int, default=None, help="m samples per class in each batch (default: min(4, batch-size / 2) for pair losses, random batches otherwise)")
-    p.add_argument("--probe-size", type=int, default=5000, help="samples recorded every epoch (default: %(default)s)")
+    p.add_argument("--probe-size", type=int, default=5000, help="samples recorded every epoch, at most 100,000; with many classes, whole classes of several samples each (default: %(default)s)")
     p.add_argument("--nmi", choices=("auto", "kmeans", "minibatch", "off"), default="auto",
                    help="NMI of the test split: kmeans (exact), minibatch (MiniBatchKMeans on at most 1,000 whole classes), off; "
                    "auto: kmeans while test samples × classes <= 2,000,000, else minibatch (default: %(default)s)")
