@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DMLDataset, Split
-from ..eval import assign_to_centers, center_groups, effective_k, merged_assignments, nmi, retrieval_metrics, submode_score
+from ..eval import assign_to_centers, center_groups, merged_assignments, nmi, retrieval_metrics, submode_score
 from ..losses import DMLLoss
 from ..runs import RunWriter
 
@@ -181,7 +181,8 @@ class Recorder:
             centers = F.normalize(torch.from_numpy(means), dim=1).numpy()[:, None, :]
             kind = "class_means"
         assignments = assign_to_centers(probe, self.probe_labels, centers, center_classes)
-        eff_k = effective_k(centers, eps=self.eps)
+        groups = center_groups(centers, eps=self.eps)  # merged centres, for effective K and the sub-mode score
+        eff_k = (groups.max(axis=1) + 1).astype(np.int64)
         self.writer.write_epoch(
             epoch,
             {
@@ -209,7 +210,7 @@ class Recorder:
             # on the probe's held-out samples (the claim is about generalisation; NaN when held-out
             # classes have no centers, as with a class-disjoint split) and on its training samples
             # centers merged under eps count as one (as effective K and the map count them)
-            merged = merged_assignments(assignments, self.probe_labels, center_classes, center_groups(centers, eps=self.eps))
+            merged = merged_assignments(assignments, self.probe_labels, center_classes, groups)
             for column, rows in (("submode_score", self.probe_held_out), ("submode_score_train", ~self.probe_held_out)):
                 row[column] = submode_score(self.probe_labels[rows], self.probe_fine[rows], merged[rows])
         row["effective_k"] = float(eff_k.mean()) if len(eff_k) else float("nan")
