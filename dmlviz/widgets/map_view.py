@@ -246,10 +246,17 @@ class MapView(widgets.VBox):
         return ""
 
     def _metrics_row(self) -> float:
-        """Recall@1 on the test split at the current epoch, NaN if not recorded."""
-        table = self.state.run.metrics
-        row = table[table["epoch"] == self.state.epoch]
-        return float(row["recall@1"].iloc[0]) if len(row) and "recall@1" in row else float("nan")
+        """Recall@1 on the test split at the current epoch, NaN if not recorded (metrics.csv read once per version)."""
+        run = self.state.run
+        try:
+            stamp = (run.path / "metrics.csv").stat().st_mtime_ns
+        except OSError:
+            return float("nan")
+        if getattr(self, "_recall", (None,))[0] != (run.path, stamp):
+            table = run.metrics
+            recall = dict(zip(table["epoch"], table["recall@1"])) if "recall@1" in table else {}
+            self._recall = ((run.path, stamp), recall)
+        return float(self._recall[1].get(self.state.epoch, float("nan")))
 
     def _center_class(self, snap: Any) -> int:
         """The class whose samples are coloured by center: the selected one, else the first with most owning centers."""
