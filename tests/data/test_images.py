@@ -13,33 +13,7 @@ from PIL import Image
 
 from dmlviz.data import DownloadError, ImageDataset, image_transforms, load_dataset, split_dataset
 from dmlviz.data import image_sets
-
-
-def _image(path: Path, seed: int, size: tuple[int, int] = (40, 30)) -> None:
-    """A small random RGB picture (40×30 px) as PNG or JPEG, by the file's extension."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-
-
-def make_cub(root: Path, class_ids=(1, 2, 3, 101, 102, 103), per_class: int = 3) -> Path:
-    """CUB_200_2011/ with images.txt, classes.txt, image_class_labels.txt and images/."""
-    base = root / "CUB_200_2011"
-    images, labels, classes = [], [], []
-    image_id = 0
-    for c in class_ids:
-        folder = f"{c:03d}.Bird_{c}"
-        classes.append(f"{c} {folder}")
-        for j in range(per_class):
-            image_id += 1
-            rel = f"{folder}/Bird_{c}_{j}.jpg"
-            _image(base / "images" / rel, image_id)
-            images.append(f"{image_id} {rel}")
-            labels.append(f"{image_id} {c}")
-    (base / "images.txt").write_text("\n".join(images) + "\n")
-    (base / "classes.txt").write_text("\n".join(classes) + "\n")
-    (base / "image_class_labels.txt").write_text("\n".join(labels) + "\n")
-    return root
+from image_trees import make_cub, write_image
 
 
 def make_cars(root: Path, class_ids=(1, 2, 97, 98, 99, 100, 196), per_class: int = 2) -> Path:
@@ -50,7 +24,7 @@ def make_cars(root: Path, class_ids=(1, 2, 97, 98, 99, 100, 196), per_class: int
     for c in class_ids:
         for j in range(per_class):
             rel = f"car_ims/{len(rows) + 1:06d}.jpg"
-            _image(root / rel, len(rows))
+            write_image(root / rel, len(rows))
             rows.append((rel, c, j % 2))
     annotations = np.zeros(len(rows), dtype=[("relative_im_path", "O"), ("class", "O"), ("test", "O")])
     for i, (rel, c, test) in enumerate(rows):
@@ -73,7 +47,7 @@ def make_sop(root: Path) -> Path:
             for j in range(2):
                 image_id += 1
                 rel = f"{supers[s]}/{c}_{j}.JPG"
-                _image(base / rel, image_id)
+                write_image(base / rel, image_id)
                 lines.append(f"{image_id} {c} {s} {rel}")
         (base / file_name).write_text("\n".join(lines) + "\n")
     return root
@@ -86,7 +60,7 @@ def make_inshop(root: Path) -> Path:
         category = "WOMEN/Dresses" if item % 2 else "MEN/Shirts"
         for j in range(3):
             rel = f"img/{category}/id_{item:08d}/0{j}_1_front.jpg"
-            _image(root / rel, item * 10 + j)
+            write_image(root / rel, item * 10 + j)
             status = "train" if item <= 3 else ("query" if j == 0 else "gallery")
             rows.append(f"{rel} id_{item:08d} {status}")
     (root / "list_eval_partition.txt").write_text(f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(rows) + "\n")
@@ -97,7 +71,7 @@ def make_folder(root: Path) -> Path:
     """A folder of 4 class folders, PNG and JPEG mixed."""
     for c, name in enumerate(["cat", "dog", "emu", "fox"]):
         for j in range(2):
-            _image(root / name / f"{j}.{'png' if j else 'jpg'}", c * 10 + j)
+            write_image(root / name / f"{j}.{'png' if j else 'jpg'}", c * 10 + j)
     return root
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from dmlviz.cli import build_parser
 from dmlviz.models import BackboneEmbedder, build_model
 from dmlviz.models.backbones import weights_file
+from image_trees import make_cub
 
 
 def _batch(n: int = 4, size: int = 32) -> torch.Tensor:
@@ -124,27 +124,6 @@ def test_pretrained_loads_a_cached_checkpoint_without_network(tmp_path, monkeypa
     torch.testing.assert_close(net.trunk[7][1].bn2.running_var, reference.layer4[1].bn2.running_var)
 
 
-def _make_cub(root: Path, class_ids=(1, 2, 3, 101, 102, 103), per_class: int = 3) -> Path:
-    """A tiny CUB_200_2011 tree (40×30 px images)."""
-    base = root / "CUB_200_2011"
-    images, labels, classes = [], [], []
-    image_id = 0
-    for c in class_ids:
-        classes.append(f"{c} {c:03d}.Bird_{c}")
-        for i in range(per_class):
-            image_id += 1
-            rel = f"{c:03d}.Bird_{c}/Bird_{c}_{i}.jpg"
-            (base / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
-            pixels = np.random.default_rng(image_id).integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(base / "images" / rel)
-            images.append(f"{image_id} {rel}")
-            labels.append(f"{image_id} {c}")
-    (base / "images.txt").write_text("\n".join(images) + "\n")
-    (base / "classes.txt").write_text("\n".join(classes) + "\n")
-    (base / "image_class_labels.txt").write_text("\n".join(labels) + "\n")
-    return root
-
-
 def test_train_resnet18_on_cub_with_separate_learning_rates(tmp_path, monkeypatch):
     import dmlviz
     from dmlviz.training import trainer
@@ -158,7 +137,7 @@ def test_train_resnet18_on_cub_with_separate_learning_rates(tmp_path, monkeypatc
         real_save(writer, net, loss_fn, optimizer, epoch)
 
     monkeypatch.setattr(trainer, "_save", spy)
-    root = _make_cub(tmp_path / "data", class_ids=(1, 2, 3, 101, 102, 103), per_class=3)
+    root = make_cub(tmp_path / "data", class_ids=(1, 2, 3, 101, 102, 103), per_class=3)
     run = dmlviz.train(
         dataset="cub200", data_root=root, data_params={"image_size": 32, "resize": 36}, model="resnet18",
         model_params={"pretrained": False, "pooling": "avg+max", "freeze_bn": True}, loss="softtriple",
