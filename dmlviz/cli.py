@@ -1,10 +1,11 @@
-"""The command line: ``dmlviz train | demo | serve | eval``."""
+"""The command line: ``dmlviz train | features | demo | serve | eval``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -27,7 +28,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     from .models import MODELS
 
     p = parser
-    p.add_argument("--dataset", default="mnist5k-pairs", help=f"dataset name: {', '.join(sorted(DATASETS))} (default: %(default)s)")
+    p.add_argument("--dataset", default="mnist5k-pairs", help=f"dataset name: {', '.join(sorted(DATASETS))}, imagefolder:PATH, or a features file FILE.npz from `dmlviz features` (default: %(default)s)")
     p.add_argument("--model", default="linear", help=f"model: {', '.join(sorted(MODELS))} (default: %(default)s)")
     p.add_argument("--loss", default="softtriple", help=f"loss: {', '.join(sorted(LOSSES))} (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=30, help="epochs to train (default: %(default)s)")
@@ -74,8 +75,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE", help="any other loss parameter, e.g. --param mining=hard")
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainingInterrupted, train
+def train_config(args: argparse.Namespace) -> Any:
+    """The TrainConfig that ``dmlviz train`` options describe (the same object ``dmlviz.train`` takes)."""
+    from .training import TrainConfig
 
     loss_params = {k: getattr(args, k) for k in ("centers_per_class", "la", "gamma", "tau", "margin") if getattr(args, k) is not None}
     loss_params.update(dict(args.param))
@@ -88,24 +90,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.no_channels_last:
         model_params["channels_last"] = False
     model_params.update(dict(args.model_param))
+    return TrainConfig(
+        dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, center_lr=args.center_lr, embedding_dim=args.embedding_dim, split=args.split,
+        test_fraction=args.test_fraction, m_per_class=args.m_per_class, probe_size=args.probe_size, eps=args.eps,
+        seed=args.seed, out=args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.no_progress, data_root=args.data_root, data_params=data_params or None,
+        num_workers=args.num_workers, model_params=model_params or None, backbone_lr=args.backbone_lr,
+        nmi=args.nmi, nmi_every=args.nmi_every, loss_params=loss_params,
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from . import training
+
     try:
-        run = train(
-            dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, center_lr=args.center_lr, embedding_dim=args.embedding_dim, split=args.split,
-            test_fraction=args.test_fraction, m_per_class=args.m_per_class, probe_size=args.probe_size, eps=args.eps,
-            seed=args.seed, out=args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,
-            progress=not args.no_progress, data_root=args.data_root, data_params=data_params or None,
-            num_workers=args.num_workers, model_params=model_params or None, backbone_lr=args.backbone_lr,
-            nmi=args.nmi, nmi_every=args.nmi_every, **loss_params,
-        )
-    except TrainingInterrupted as stopped:
+        run = training.train(train_config(args))
+    except training.TrainingInterrupted as stopped:
         epochs = f"epoch {stopped.last_epoch} of {args.epochs}" if stopped.last_epoch is not None else "no complete epoch"
         how = stopped.resume_command or f"dmlviz train <the same options> --out {stopped.path} --resume"
         print(f"\ndmlviz train: stopped (Ctrl-C). The run in {stopped.path} reads 'stopped' and keeps {epochs}.\n"
               f"Continue it with:\n  {how}", file=sys.stderr)
         return 130
-    print(f"run written to {run.path} (status {run.status})")
-    _print_metrics(run)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the run
+        print(f"run written to {run.path} (status {run.status})")
+        _print_metrics(run)
     return 0
 
 
@@ -144,6 +153,22 @@ def _add_serve_args(parser: argparse.ArgumentParser) -> None:
                         "on another --host one is generated and printed in the addresses)")
 
 
+def _cmd_features(args: argparse.Namespace) -> int:
+    from .models import extract_features
+
+    data_params = {k: getattr(args, k) for k in ("image_size", "resize") if getattr(args, k) is not None}
+    if args.download:
+        data_params["download"] = True
+    pretrained: bool | str = False if args.no_pretrained else (args.weights or True)
+    path = extract_features(
+        args.dataset, args.out, backbone=args.backbone, data_root=args.data_root, data_params=data_params or None,
+        pretrained=pretrained, pooling=args.pooling, batch_size=args.batch_size, num_workers=args.num_workers,
+        device=args.device, progress=not args.no_progress,
+    )
+    print(f"features written to {path}; train a head on them with: dmlviz train --dataset {path} --model linear")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .runs import load_run
 
@@ -175,6 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-preheat", action="store_true", help="start a kernel per page instead of keeping one ready")
     _add_serve_args(p)
     p.set_defaults(func=_cmd_serve)
+    p = sub.add_parser("features", help="write a frozen ImageNet backbone's features of every image once (train heads on them with --dataset FILE.npz)")
+    p.add_argument("--dataset", required=True, help="an image dataset: cub200, cars196, sop, inshop, imagefolder:PATH, mnist, fashionmnist, cifar10, cifar100")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset's files, in its official layout")
+    p.add_argument("--download", action="store_true", help="fetch the official archive into --data-root when it is not there")
+    p.add_argument("--backbone", choices=("resnet18", "resnet50"), default="resnet50", help="torchvision backbone (default: %(default)s)")
+    p.add_argument("--weights", default=None, help="torchvision weights name, e.g. IMAGENET1K_V1 (default: torchvision's default ImageNet weights)")
+    p.add_argument("--no-pretrained", action="store_true", help="random weights instead of ImageNet ones (a baseline)")
+    p.add_argument("--pooling", choices=("avg", "avg+max"), default="avg", help="avg: global average pooling; avg+max: GAP + GMP (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=None, help="center crop fed to the backbone (default 224)")
+    p.add_argument("--resize", type=int, default=None, help="shorter side before the crop (default 256)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per batch (default: %(default)s)")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding images (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--out", required=True, help="the .npz file to write")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_features)
     p = sub.add_parser("eval", help="print the metrics a run recorded")
     p.add_argument("run", help="a run folder")
     p.add_argument("--epoch", type=int, default=None, help="only this epoch")

@@ -11,8 +11,9 @@ from torch import nn
 class DMLLoss(nn.Module):
     """A metric-learning loss: ``loss(embeddings [B, D], labels [B]) -> scalar``.
 
-    After each call, ``terms`` holds the named parts of the last value (detached floats),
-    e.g. ``{"classification": ..., "regularizer": ...}``. ``centers()`` returns unit vectors
+    After each call, ``terms`` holds the named parts of the last value (floats), e.g.
+    ``{"classification": ..., "regularizer": ...}``, and ``term_tensors`` the same as detached
+    scalar tensors (reading them costs no host sync, which the GPU training loop relies on). ``centers()`` returns unit vectors
     [C, K, D] for losses that learn centers or proxies, ``None`` for pair losses.
     Subclasses implement :meth:`compute`, returning a dict of named terms whose sum is the loss,
     and record every constructor parameter but ``num_classes`` and ``embedding_dim`` in
@@ -30,16 +31,26 @@ class DMLLoss(nn.Module):
         super().__init__()
         self.num_classes = int(num_classes)
         self.embedding_dim = int(embedding_dim)
-        self.terms: dict[str, float] = {}
+        self.term_tensors: dict[str, torch.Tensor] = {}
         self.hparams: dict[str, int | float | str] = {}
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The loss of a batch: embeddings [B, D], labels [B] in 0..C-1 → scalar tensor."""
-        self._check_batch(embeddings, labels)
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+        """The loss of a batch: embeddings [B, D], labels [B] in 0..C-1 → scalar tensor.
+
+        ``check=False`` skips the batch checks (they read labels on the host, one sync each):
+        for callers whose batches are valid by construction, such as dmlviz's trainer.
+        """
+        if check:
+            self._check_batch(embeddings, labels)
         parts = self.compute(embeddings, labels)
         total = sum(parts.values())
-        self.terms = {name: float(value.detach()) for name, value in parts.items()} if len(parts) > 1 else {}
+        self.term_tensors = {name: value.detach() for name, value in parts.items()} if len(parts) > 1 else {}
         return total
+
+    @property
+    def terms(self) -> dict[str, float]:
+        """The named terms of the last value as floats (empty for a loss of one term)."""
+        return {name: float(value) for name, value in self.term_tensors.items()}
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named scalar terms of the loss; their sum is the loss."""

@@ -40,8 +40,9 @@ class RunExistsError(FileExistsError):
 class RunWriter:
     """Writes one run folder; every file goes to a temporary name first and is renamed into place."""
 
-    #: Settings that may differ on resume: the length of the run, where it runs and how NMI is computed (no effect on training).
-    RESUMABLE_ANYWAY = frozenset({"epochs", "device", "amp", "nmi", "nmi_every"})
+    #: Settings that may differ on resume: the length of the run, where and on how many processes it runs
+    #: (the global batch is the same) and how NMI is computed (no effect on training).
+    RESUMABLE_ANYWAY = frozenset({"epochs", "device", "amp", "nmi", "nmi_every", "world_size"})
     #: Settings that may also change when resuming a run that diverged (to get past a NaN).
     CHANGEABLE_AFTER_DIVERGENCE = frozenset({"lr", "center_lr", "backbone_lr", "loss_params"})
     CHANGEABLE_AFTER_FAILURE = CHANGEABLE_AFTER_DIVERGENCE  # the former name
@@ -124,7 +125,7 @@ class RunWriter:
         last = -1 if state is None else int(state["epoch"])
         self.info = existing
         self._discard_after(last)
-        for key in ("epochs", "device", "amp", "nmi", "nmi_every", *changes):
+        for key in (*sorted(self.RESUMABLE_ANYWAY), *changes):
             if key in config:
                 self.info["config"][key] = config[key]
         if changes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,15 +15,14 @@ from ..data import DMLDataset, Split
 from ..eval import assign_to_centers, center_groups, merged_assignments, nmi, retrieval_metrics, submode_score
 from ..losses import DMLLoss
 from ..runs import RunWriter
+from .batches import Batches
+from .config import PROBE_MAX_SIZE  # noqa: F401  (re-exported: the largest probe)
 
 logger = logging.getLogger(__name__)
 
 
 #: a probe class holds at least min(class size, PROBE_MIN_PER_CLASS) samples of each split it is in
 PROBE_MIN_PER_CLASS = 8
-
-#: largest probe_size accepted by dmlviz.train
-PROBE_MAX_SIZE = 100_000
 
 
 def choose_probe(labels: np.ndarray, size: int, seed: int, split: np.ndarray | None = None) -> np.ndarray:
@@ -85,8 +85,23 @@ def _fill_level(counts: np.ndarray, budget: int) -> int:
     return lo
 
 
+@dataclass
+class Capture:
+    """What one epoch's recording needs from the model and loss, taken while training waits: host copies only."""
+
+    epoch: int
+    raw: torch.Tensor  # [n_union, D] float32, CPU, not normalised
+    centers: torch.Tensor | None  # [C, K, D] float32, CPU (learned centers), or None
+    seconds: float
+
+
 class Recorder:
-    """Embeds the probe set and the test split each epoch and writes snapshot and metrics."""
+    """Embeds the probe set and the test split each epoch and writes snapshot and metrics.
+
+    :meth:`capture` is the part that needs the model (embedding on the device, one copy to
+    the host); :meth:`finish` computes metrics and writes files from the copies alone, so a
+    trainer can run it in a background thread while the next epoch trains.
+    """
 
     def __init__(
         self,
@@ -103,8 +118,10 @@ class Recorder:
         num_workers: int = 0,
         nmi_method: str = "auto",
         nmi_every: int = 1,
+        source: Batches | None = None,
     ) -> None:
         self.dataset, self.split, self.writer = dataset, split, writer
+        self.source = source if source is not None else Batches(dataset, device, resident=False, num_workers=num_workers)
         self.nmi_method, self.nmi_every = nmi_method, nmi_every
         self.eps, self.device, self.batch_size, self.ks, self.num_workers = eps, device, batch_size, ks, num_workers
         if writer.has_probe():
@@ -146,33 +163,46 @@ class Recorder:
 
     @torch.no_grad()
     def embed(self, model: torch.nn.Module, indices: np.ndarray) -> torch.Tensor:
-        """Embeddings [n, D] (float32, on CPU, not normalised) of the dataset samples ``indices``."""
+        """Embeddings [n, D] (float32, on CPU, not normalised) of the dataset samples ``indices``.
+
+        They stay on the device until the last batch, then come to the host in one copy.
+        """
         was_training = model.training
         model.eval()
         chunks = [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
         out = []
-        for inputs, _ in self.dataset.batches(chunks, num_workers=self.num_workers):
-            inputs = inputs.to(self.device, non_blocking=True)
+        for inputs in self.source.eval(chunks):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                out.append(model(inputs).float().cpu())
+                out.append(model(inputs).float())
         model.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, 0)
+        return torch.cat(out).cpu() if out else torch.empty(0, 0)
 
-    def record(self, epoch: int, model: torch.nn.Module, loss: DMLLoss, train_stats: dict[str, float]) -> dict[str, Any]:
-        """Write epoch_NNNN.npz and the epoch's metrics row; return the row."""
+    def capture(self, epoch: int, model: torch.nn.Module, loss: DMLLoss) -> Capture:
+        """Embed the probe and test samples and copy the centers: the part of recording that needs the model."""
         start = time.perf_counter()
         raw = self.embed(model, self._union)
         if not torch.isfinite(raw).all():
             raise FloatingPointError(f"the model's embeddings became NaN or inf during epoch {epoch}")
+        learned = loss.centers()
+        if learned is not None:
+            learned = learned.float().cpu()
+            if not torch.isfinite(learned).all():
+                raise FloatingPointError(f"the loss's centers became NaN or inf during epoch {epoch}")
+        return Capture(epoch, raw, learned, time.perf_counter() - start)
+
+    def record(self, epoch: int, model: torch.nn.Module, loss: DMLLoss, train_stats: dict[str, float]) -> dict[str, Any]:
+        """Write epoch_NNNN.npz and the epoch's metrics row; return the row."""
+        return self.finish(self.capture(epoch, model, loss), train_stats)
+
+    def finish(self, capture: Capture, train_stats: dict[str, float]) -> dict[str, Any]:
+        """Write epoch_NNNN.npz and the metrics row of a captured epoch (no model needed); return the row."""
+        start = time.perf_counter()
+        epoch, raw, learned = capture.epoch, capture.raw, capture.centers
         unit = F.normalize(raw, dim=1)
         probe_raw = raw[self._probe_pos]
         probe = unit[self._probe_pos].numpy()
-
-        learned = loss.centers()
-        if learned is not None and not torch.isfinite(learned).all():
-            raise FloatingPointError(f"the loss's centers became NaN or inf during epoch {epoch}")
         if learned is not None:
-            centers = learned.float().cpu().numpy()
+            centers = learned.numpy()
             center_classes = self.split.train_classes.astype(np.int64)
             kind = "learned"
         else:
@@ -214,6 +244,6 @@ class Recorder:
             for column, rows in (("submode_score", self.probe_held_out), ("submode_score_train", ~self.probe_held_out)):
                 row[column] = submode_score(self.probe_labels[rows], self.probe_fine[rows], merged[rows])
         row["effective_k"] = float(eff_k.mean()) if len(eff_k) else float("nan")
-        row["record_seconds"] = time.perf_counter() - start
+        row["record_seconds"] = capture.seconds + time.perf_counter() - start
         self.writer.append_metrics(row)
         return row

@@ -7,6 +7,13 @@ import math
 import numpy as np
 
 
+def samples_per_class(num_classes: int, batch_size: int, m_per_class: int | None) -> int:
+    """How many samples of a class stand in a row in an m-per-class batch (1 for random batches)."""
+    if not m_per_class:
+        return 1
+    return max(m_per_class, batch_size // max(num_classes, 1))
+
+
 def epoch_batches(
     labels: np.ndarray, batch_size: int, *, seed: int, epoch: int, m_per_class: int | None = None
 ) -> list[np.ndarray]:
@@ -33,7 +40,7 @@ def epoch_batches(
             f"m_per_class batches need at least 2 classes to make negative pairs, but the training split has "
             f"{len(classes)}; use a dataset or split with at least 2 training classes"
         )
-    m = max(m_per_class, batch_size // len(classes))
+    m = samples_per_class(len(classes), batch_size, m_per_class)
     per_batch = max(2, min(batch_size // m, len(classes)))
     members = {c: np.flatnonzero(labels == c) for c in classes}
     pools = {c: rng.permutation(idx) for c, idx in members.items()}

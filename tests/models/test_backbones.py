@@ -129,14 +129,14 @@ def test_train_resnet18_on_cub_with_separate_learning_rates(tmp_path, monkeypatc
     from dmlviz.training import trainer
 
     seen = {}
-    real_save = trainer._save
+    real_train = trainer._train_epoch
 
-    def spy(writer, net, loss_fn, optimizer, epoch):
-        seen["groups"] = {g["name"]: (g["lr"], len(g["params"])) for g in optimizer.param_groups}
-        seen["net"] = net
-        real_save(writer, net, loss_fn, optimizer, epoch)
+    def spy(trainer_, epoch):
+        seen["groups"] = {g["name"]: (g["lr"], len(g["params"])) for g in trainer_.setup.optimizer.param_groups}
+        seen["net"] = trainer_.setup.net
+        return real_train(trainer_, epoch)
 
-    monkeypatch.setattr(trainer, "_save", spy)
+    monkeypatch.setattr(trainer, "_train_epoch", spy)
     root = make_cub(tmp_path / "data", class_ids=(1, 2, 3, 101, 102, 103), per_class=3)
     run = dmlviz.train(
         dataset="cub200", data_root=root, data_params={"image_size": 32, "resize": 36}, model="resnet18",
@@ -181,8 +181,8 @@ def test_cli_backbone_flags(monkeypatch):
     assert args.pretrained and args.freeze_bn and args.pooling == "avg+max" and args.backbone_lr == 1e-4
     got = {}
 
-    def fake_train(**kwargs):
-        got.update(kwargs)
+    def fake_train(config):
+        got.update(vars(config))
         raise ValueError("stop here")
 
     monkeypatch.setattr(training, "train", fake_train)

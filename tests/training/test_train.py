@@ -194,10 +194,10 @@ def test_a_failed_run_resumes_with_lower_lr_and_la(small_synthetic, tmp_path, mo
     seen = {}
     real = trainer._train_epoch
 
-    def spy(net, loss_fn, optimizer, *rest):
-        seen.setdefault("weight", loss_fn.weight.detach().clone())
-        seen.setdefault("lrs", {g["name"]: g["lr"] for g in optimizer.param_groups})
-        return real(net, loss_fn, optimizer, *rest)
+    def spy(state, epoch):
+        seen.setdefault("weight", state.setup.loss_fn.weight.detach().clone())
+        seen.setdefault("lrs", {g["name"]: g["lr"] for g in state.setup.optimizer.param_groups})
+        return real(state, epoch)
 
     monkeypatch.setattr(trainer, "_train_epoch", spy)
     run = dmlviz.train(small_synthetic, loss="softtriple", centers_per_class=2, la=10, lr=1e-4, epochs=3, out=out, resume=True, **args)
