@@ -9,6 +9,7 @@ from .._validation import unknown_name_error
 from .bundled import digits, mnist5k
 from .coarsen import coarsen, pairs
 from .dataset import ArrayDataset, DMLDataset
+from .features import FeatureDataset, is_features_file
 from .image_sets import IMAGE_DATASETS, DownloadError
 from .images import ArrayImageDataset, ImageDataset, image_transforms
 from .splits import SPLITS, PredefinedSplit, Split, split_dataset
@@ -27,13 +28,18 @@ DATASETS: dict[str, Callable[..., DMLDataset]] = {
 def load_dataset(dataset: str | DMLDataset, **params: Any) -> DMLDataset:
     """Return ``dataset`` if it is a DMLDataset, else build the named one with ``params``.
 
-    ``"imagefolder:PATH"`` reads the folder of class folders at PATH. Image datasets take
+    ``"imagefolder:PATH"`` reads the folder of class folders at PATH; a path ending in ``.npz``
+    reads a features file written by ``dmlviz features`` (:class:`FeatureDataset`). Image datasets take
     ``data_root``, ``download`` and ImageDataset options (``image_size``, ``resize``, ...).
     """
     if isinstance(dataset, DMLDataset):
         if params:
             raise ValueError(f"dataset parameters {sorted(params)} were given with a dataset object; set them when building it")
         return dataset
+    if is_features_file(dataset):
+        if params:
+            raise ValueError(f"dataset={str(dataset)!r} is a features file; it takes no dataset parameters, got {sorted(params)}")
+        return FeatureDataset(dataset)
     if isinstance(dataset, str) and dataset.startswith("imagefolder:"):
         if params.get("data_root") is not None:
             raise ValueError(f"dataset={dataset!r} names its folder already; drop data_root={params['data_root']!r} or use dataset='imagefolder'")
@@ -58,6 +64,7 @@ __all__ = [
     "DATASETS",
     "DMLDataset",
     "DownloadError",
+    "FeatureDataset",
     "ImageDataset",
     "PredefinedSplit",
     "SPLITS",

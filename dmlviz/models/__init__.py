@@ -10,6 +10,7 @@ from torch import nn
 from .._validation import check_positive_int, unknown_name_error
 from .backbones import BACKBONE_OPTIONS, BackboneEmbedder, resnet18, resnet50
 from .cnn import cnn
+from .features import extract_features
 from .heads import linear, mlp
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"linear": linear, "mlp": mlp, "cnn": cnn, "resnet18": resnet18, "resnet50": resnet50}
@@ -42,4 +43,4 @@ def build_model(model: str | nn.Module, input_shape: tuple[int, ...], embedding_
     return MODELS[model](tuple(input_shape), embedding_dim, **params)
 
 
-__all__ = ["BACKBONES", "MODELS", "BackboneEmbedder", "build_model", "cnn", "linear", "mlp", "model_options", "resnet18", "resnet50"]
+__all__ = ["BACKBONES", "MODELS", "BackboneEmbedder", "build_model", "extract_features", "cnn", "linear", "mlp", "model_options", "resnet18", "resnet50"]

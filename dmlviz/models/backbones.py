@@ -99,8 +99,8 @@ class BackboneEmbedder(nn.Module):
                 module.eval()
         return self
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Images [B, C, H, W] → embeddings [B, embedding_dim], never compiled."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, C, H, W] → pooled trunk features [B, F] (before the embedding head), never compiled."""
         if x.shape[1] == 1 and self.in_channels == 1:
             x = x.expand(-1, 3, -1, -1)
         if self.channels_last and x.is_cuda:
@@ -109,7 +109,11 @@ class BackboneEmbedder(nn.Module):
         pooled = maps.mean(dim=(2, 3))
         if self.pooling == "avg+max":
             pooled = pooled + maps.amax(dim=(2, 3))
-        return self.head(pooled)
+        return pooled
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, C, H, W] → embeddings [B, embedding_dim], never compiled."""
+        return self.head(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images [B, C, H, W] → embeddings [B, embedding_dim]; through torch.compile when ``compile=True``."""
