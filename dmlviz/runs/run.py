@@ -37,7 +37,8 @@ class Snapshot:
     embeddings: float32 [N, D], L2-normalised; norms: float32 [N], their norms before that.
     labels, fine_labels (or None), ids (indices into the dataset): int64 [N].
     split: str [N], "train" or "test". thumbnails: uint8 [N, H, W(, 3)] or None.
-    centers: float32 [C', K, D] unit vectors (C' = classes that have centers, may be 0);
+    centers: float32 [C', K, D] unit vectors (C' = classes that have centers, may be 0; when
+    C·K·D is large only the probe's classes are stored, in float16: ``centers_stored``);
     center_classes: int64 [C'], the class of each center row; centers_kind: "learned" or
     "class_means". assignments: int64 [N], index 0..K-1 of the sample's own-class center
     with the highest cosine, -1 if its class has none. effective_k: int64 [C'].
@@ -59,6 +60,7 @@ class Snapshot:
     assignments: np.ndarray
     effective_k: np.ndarray
     eps: float
+    centers_stored: str = "all"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -321,12 +323,13 @@ class Run:
             thumbnails=thumbs if thumbs is not None and thumbs.size else None,
             class_names=[str(c) for c in probe["class_names"]],
             fine_names=[str(c) for c in probe["fine_names"]] if "fine_names" in probe else None,
-            centers=data["centers"],
+            centers=data["centers"].astype(np.float32, copy=False),  # float16 when stored compactly
             center_classes=data["center_classes"],
             centers_kind=str(data["centers_kind"]),
             assignments=data["assignments"],
             effective_k=data["effective_k"],
             eps=float(data["eps"]),
+            centers_stored=str(data["centers_stored"]) if "centers_stored" in data else "all",
         )
 
     def arrays(self, epoch: int, *keys: str) -> dict[str, np.ndarray]:

@@ -85,6 +85,26 @@ def _fill_level(counts: np.ndarray, budget: int) -> int:
     return lo
 
 
+#: centers [C, K, D] with more values than this (16 MB as float32; SOP's 11,318 × 10 × 512 has 58 M) are
+#: stored compactly: only the probe's classes, as float16
+CENTERS_COMPACT_ABOVE = 4_000_000
+
+
+def compact_centers(
+    centers: np.ndarray, center_classes: np.ndarray, effective_k: np.ndarray, probe_classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """What a snapshot stores of centers [C, K, D]: all as float32, or above CENTERS_COMPACT_ABOVE values the probe's classes as float16.
+
+    Returns (centers [C', K, D], center_classes [C'], effective_k [C'], how): "all" or
+    "probe classes, float16". Views read only the probe's classes; the metrics' mean
+    effective K is computed over every class before this.
+    """
+    if centers.size <= CENTERS_COMPACT_ABOVE:
+        return centers.astype(np.float32), center_classes, effective_k.astype(np.int64), "all"
+    keep = np.isin(center_classes, probe_classes)
+    return centers[keep].astype(np.float16), center_classes[keep], effective_k[keep].astype(np.int64), "probe classes, float16"
+
+
 @dataclass
 class Capture:
     """What one epoch's recording needs from the model and loss, taken while training waits: host copies only."""
@@ -213,17 +233,19 @@ class Recorder:
         assignments = assign_to_centers(probe, self.probe_labels, centers, center_classes)
         groups = center_groups(centers, eps=self.eps)  # merged centres, for effective K and the sub-mode score
         eff_k = (groups.max(axis=1) + 1).astype(np.int64)
+        stored, stored_classes, stored_k, how = compact_centers(centers, center_classes, eff_k, np.unique(self.probe_labels))
         self.writer.write_epoch(
             epoch,
             {
                 "epoch": np.int64(epoch),
                 "embeddings": probe.astype(np.float32),
                 "norms": probe_raw.norm(dim=1).numpy().astype(np.float32),
-                "centers": centers.astype(np.float32),
-                "center_classes": center_classes,
+                "centers": stored,
+                "center_classes": stored_classes,
                 "centers_kind": np.asarray(kind),
+                "centers_stored": np.asarray(how),
                 "assignments": assignments.astype(np.int64),
-                "effective_k": eff_k.astype(np.int64),
+                "effective_k": stored_k,
                 "eps": np.float64(self.eps),
             },
         )

@@ -20,7 +20,8 @@ class MergeTimeline(widgets.VBox):
 
     def __init__(self, state: ExplorerState, max_classes: int = 60) -> None:
         self.state, self.max_classes = state, max_classes
-        self._centers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # (epoch, eps) -> (center classes [C'], effective K [C'], centers kind): a few ints per class, never the centers
+        self._columns: dict[tuple[int, float], tuple[np.ndarray, np.ndarray, str]] = {}
         self.eps = widgets.BoundedFloatText(value=state.eps, min=1e-4, max=2.0, step=0.01, description="ε", layout=widgets.Layout(width="150px"))
         self.eps.add_class("dmlviz-eps")
         self.note = widgets.HTML()
@@ -45,11 +46,25 @@ class MergeTimeline(widgets.VBox):
         self.eps.value = change["new"]
         self.refresh()
 
-    def _load(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        if epoch not in self._centers:
-            arrays = self.state.run.arrays(epoch, "centers", "center_classes", "centers_kind")
-            self._centers[epoch] = (arrays["centers"], arrays["center_classes"], str(arrays["centers_kind"]))
-        return self._centers[epoch]
+    def _load(self, epoch: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """(center classes, effective K under the state's ε, kind) of one epoch.
+
+        The snapshot's own effective K is read when ε is the one it was recorded with;
+        otherwise the epoch's centers are read, counted and let go, so memory holds a few
+        integers per class and epoch, never every epoch's centers.
+        """
+        eps = float(self.state.eps)
+        key = (epoch, eps)
+        if key not in self._columns:
+            run = self.state.run
+            arrays = run.arrays(epoch, "center_classes", "centers_kind", "effective_k", "eps")
+            if np.isclose(float(arrays["eps"]), eps, rtol=0, atol=1e-12):
+                column = arrays["effective_k"]
+            else:
+                centers = run.arrays(epoch, "centers")["centers"]
+                column = effective_k(centers, eps=eps) if centers.size else np.zeros(len(arrays["center_classes"]), dtype=np.int64)
+            self._columns[key] = (arrays["center_classes"], np.asarray(column, dtype=np.int64), str(arrays["centers_kind"]))
+        return self._columns[key]
 
     def table(self) -> tuple[list[int], np.ndarray, np.ndarray]:
         """(epochs, class ids [C'], effective K [C', epochs]) under the state's ε."""
@@ -57,17 +72,20 @@ class MergeTimeline(widgets.VBox):
         epochs = list(state.epochs)
         if state.run is None or not epochs:
             return [], np.array([], dtype=np.int64), np.zeros((0, 0), dtype=np.int64)
-        classes = self._load(epochs[-1])[1]
+        classes = self._load(epochs[-1])[0]
         columns = []
         for epoch in epochs:
-            centers, center_classes, kind = self._load(epoch)
-            columns.append(effective_k(centers, eps=state.eps) if centers.size else np.zeros(len(classes), dtype=np.int64))
+            center_classes, column, _ = self._load(epoch)
+            if len(column) != len(classes) or not np.array_equal(center_classes, classes):
+                column = np.zeros(len(classes), dtype=np.int64)  # a snapshot without centers (or of other classes)
+            columns.append(column)
         return epochs, classes, np.stack(columns, axis=1) if columns else np.zeros((len(classes), 0))
 
     def refresh(self) -> None:
         """Recompute effective K for every epoch and class and redraw."""
-        if self.state.run is None:
-            self._centers.clear()
+        if self.state.run is None or getattr(self, "_run", None) is not self.state.run:
+            self._columns.clear()
+            self._run = self.state.run
         epochs, classes, table = self.table()
         state = self.state
         if not epochs or not len(classes):

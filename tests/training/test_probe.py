@@ -38,3 +38,24 @@ def test_small_datasets_keep_every_sample():
 def test_probe_size_is_capped_at_100k(tmp_path):
     with pytest.raises(ValueError, match="probe_size must be an integer from 2 to 100,000, got 100,001"):
         dmlviz.train(epochs=1, probe_size=100_001, out=tmp_path / "r", progress=False)
+
+
+def test_large_centers_are_stored_for_the_probe_classes_in_float16(tmp_path, monkeypatch):
+    import dmlviz
+    from dmlviz.data import synthetic
+    from dmlviz.training import recorder
+
+    monkeypatch.setattr(recorder, "CENTERS_COMPACT_ABOVE", 10)  # instead of SOP's size
+    data = synthetic(classes=12, modes_per_class=1, dim=8, samples_per_mode=20, seed=0)
+    run = dmlviz.train(data, loss="softtriple", centers_per_class=3, embedding_dim=4, epochs=1, batch_size=32, split="samples",
+                       probe_size=60, out=tmp_path / "r", progress=False)
+    snap = run.snapshot(1)
+    probe_classes = np.unique(run.probe["labels"])
+    assert len(probe_classes) < 12  # whole classes: the probe does not hold them all
+    np.testing.assert_array_equal(snap.center_classes, probe_classes)
+    assert snap.centers.dtype == np.float32 and snap.centers.shape == (len(probe_classes), 3, 4)
+    assert snap.centers_stored == "probe classes, float16" and snap.effective_k.shape == (len(probe_classes),)
+    with np.load(run.path / "epoch_0001.npz", allow_pickle=False) as raw:
+        assert raw["centers"].dtype == np.float16
+    np.testing.assert_allclose(np.linalg.norm(snap.centers, axis=2), 1.0, atol=2e-3)
+    assert (snap.assignments >= 0).all()  # every probe sample still has its class's centers

@@ -308,3 +308,29 @@ def test_clicking_a_center_picks_its_class(small_run):
     view = MapView(state)
     view._on_center_click(None, _points([3 * 2 + 1]), None)  # class 2's second center (K = 3)
     assert state.selected_class == 2
+
+
+def test_merge_timeline_reads_effective_k_not_every_epochs_centers(small_run, monkeypatch):
+    """At the recorded ε only the small effective-K arrays are read; another ε reads each epoch's centers once and lets them go."""
+    read = []
+    real = type(small_run).arrays
+
+    def spy(self, epoch, *keys):
+        read.append(keys)
+        return real(self, epoch, *keys)
+
+    monkeypatch.setattr(type(small_run), "arrays", spy)
+    state = ExplorerState(small_run)
+    view = MergeTimeline(state)
+    assert read and all("centers" not in keys for keys in read)
+    _, _, at_recorded = view.table()
+    read.clear()
+    view.eps.value = 0.3
+    assert sum("centers" in keys for keys in read) == 4  # one read per epoch
+    _, _, recomputed = view.table()
+    from dmlviz.eval import effective_k
+
+    np.testing.assert_array_equal(recomputed[:, -1], effective_k(state.snapshot(3).centers, eps=0.3))
+    assert all(isinstance(v[1], np.ndarray) and v[1].ndim == 1 for v in view._columns.values())  # no centers held
+    view.eps.value = state.snapshot(3).eps
+    np.testing.assert_array_equal(view.table()[2], at_recorded)
