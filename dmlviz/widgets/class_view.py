@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..eval.centers import center_groups, effective_k, submode_score
+from .class_picker import ClassPicker
 from .colors import palette
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
@@ -23,7 +24,7 @@ class ClassInspector(widgets.VBox):
 
     def __init__(self, state: ExplorerState, per_center: int = 6) -> None:
         self.state, self.per_center = state, per_center
-        self.select = widgets.Dropdown(description="class", options=[], layout=widgets.Layout(width="300px"))
+        self.select = ClassPicker("class")
         self.select.add_class("dmlviz-class-select")
         self.summary = widgets.HTML()
         self.galleries = widgets.HTML()
@@ -44,24 +45,23 @@ class ClassInspector(widgets.VBox):
     def _on_run(self, change: Any = None) -> None:
         state = self.state
         if state.run is None or not state.epochs:
-            self.select.options = []
+            self.select.set_classes([], [])
             self.refresh()
             return
         snap = state.snapshot()
         present = np.unique(snap.labels)
-        self.select.options = [("—", -1)] + [(f"{snap.class_names[c]}", int(c)) for c in present]
+        self.select.set_classes(present, [snap.class_names[c] for c in present])
         self.select.value = state.selected_class if state.selected_class in present else -1
         self.refresh()
 
     def _on_select(self, change: Any) -> None:
-        if change["new"] is not None:
-            self.state.selected_class = int(change["new"])
+        self.state.selected_class = int(change["new"])
 
     def refresh(self) -> None:
         """Redraw for the selected class at the current epoch."""
         state = self.state
         cls = state.selected_class
-        if self.select.options and self.select.value != cls and cls in [v for _, v in self.select.options]:
+        if self.select.value != cls and cls in self.select._labels_by_id:
             self.select.value = cls
         if state.run is None or not state.epochs or cls < 0:
             self.summary.value = '<div style="color:#888">Pick a class to see its centers and the sub-modes they hold.</div>'

@@ -30,6 +30,8 @@ CENTER_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f
                   "#469990", "#9a6324", "#800000", "#808000", "#000075", "#fabed4", "#ffd8b1", "#aaffc3"]
 #: Below this map-ownership agreement the map warns that ownership cannot be read from positions.
 OWNERSHIP_GOAL = 0.9
+#: above this many classes (or fine labels) the legend names only the picked one: colours repeat anyway
+LEGEND_CHIPS_MAX = 200
 
 
 class MapView(widgets.VBox):
@@ -373,11 +375,20 @@ class MapView(widgets.VBox):
             self.legend.value = ""
             return
         colours = palette(len(names))
+        shown = list(range(len(names)))
+        more = ""
+        if len(names) > LEGEND_CHIPS_MAX:  # thousands of classes: no chip each; colours repeat, hover reads the class
+            selected = self.state.selected_class if mode == "class" else -1
+            shown = [selected] if 0 <= selected < len(names) else []
+            more = (
+                f'{len(names):,} {"fine labels" if title else "classes"} — colours repeat, so hover a point to read it'
+                + ("; picked: " if shown else "; pick a class in the class inspector to find it")
+            )
         chips = "".join(
             f'<span style="display:inline-block;margin:1px 6px 1px 0;white-space:nowrap"><span style="display:inline-block;width:10px;height:10px;'
-            f'background:{c};margin-right:3px"></span>{html.escape(n)}</span>' for n, c in zip(names, colours)
+            f'background:{colours[i]};margin-right:3px"></span>{html.escape(names[i])}</span>' for i in shown
         )
-        self.legend.value = f'<div style="max-height:72px;overflow-y:auto;font-size:11px;max-width:520px">{title}{chips}</div>'
+        self.legend.value = f'<div style="max-height:72px;overflow-y:auto;font-size:11px;max-width:520px">{title}{html.escape(more)}{chips}</div>'
 
     def _on_selection_change(self, change: Any = None) -> None:
         """Summarise the lasso/box selection: how many samples of which classes (and fine labels)."""

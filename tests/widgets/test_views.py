@@ -334,3 +334,39 @@ def test_merge_timeline_reads_effective_k_not_every_epochs_centers(small_run, mo
     assert all(isinstance(v[1], np.ndarray) and v[1].ndim == 1 for v in view._columns.values())  # no centers held
     view.eps.value = state.snapshot(3).eps
     np.testing.assert_array_equal(view.table()[2], at_recorded)
+
+
+def test_class_picker_searches_when_classes_are_many():
+    from dmlviz.widgets.class_picker import SEARCH_ABOVE, ClassPicker
+
+    picker = ClassPicker()
+    picker.set_classes([0, 1, 2], ["a", "b", "a"])
+    assert not picker.searching and picker.options == [("—", -1), ("a (#0)", 0), ("b", 1), ("a (#2)", 2)]
+    picker.value = 1
+    assert picker._dropdown.value == 1
+    many = list(range(5000))
+    names = [f"product {i // 2}" for i in many]  # SOP-like: names repeat
+    picker.set_classes(many, names)
+    assert picker.searching and len(picker._search.options) == 5000 and SEARCH_ABOVE < 5000
+    assert picker.value == 1 and picker._search.value == "product 0 (#1)"  # kept, shown by its name
+    picker._search.value = "product 1234 (#2469)"  # what the browser sends when a name is chosen
+    assert picker.value == 2469
+    picker._search.value = ""
+    assert picker.value == -1
+    assert "5,000 classes" in picker._count.value
+
+
+def test_thousands_of_classes_get_a_search_and_no_legend_chip_each(tmp_path):
+    from dmlviz.data import synthetic
+
+    data = synthetic(classes=300, modes_per_class=1, dim=8, samples_per_mode=4, seed=0)
+    run = dmlviz.train(data, loss="softmax", embedding_dim=4, epochs=1, batch_size=64, split="samples", probe_size=1200,
+                       out=tmp_path / "many", progress=False)
+    state = ExplorerState(run)
+    inspector, view = ClassInspector(state), MapView(state)
+    assert inspector.select.searching
+    assert "300 classes — colours repeat" in view.legend.value and view.legend.value.count("width:10px") == 0
+    state.selected_class = 7
+    assert inspector.select.value == 7 and view.legend.value.count("width:10px") == 1
+    inspector.select._search.value = inspector.select._labels_by_id[12]
+    assert state.selected_class == 12
