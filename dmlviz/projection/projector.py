@@ -33,7 +33,7 @@ from dmlviz.runs.files import write_json, write_npz
 
 from . import fitting
 from .placement import PLACEMENT_NOTE, place_centers
-from .quality import knn_preservation, ownership_agreement
+from .quality import QUALITY_SAMPLE, knn_preservation, ownership_agreement
 
 if TYPE_CHECKING:
     from dmlviz.runs.run import Run
@@ -325,7 +325,7 @@ class Projector:
         groups = center_groups(centers, eps=float(getattr(snap, "eps", 0.05))) if centers.size else None
         center_xy, owning = place_centers(points, snap.labels, snap.assignments, emb, centers, snap.center_classes, groups)
         seconds = time.perf_counter() - start
-        quality = knn_preservation(emb, points, k=QUALITY_K)
+        quality = knn_preservation(emb, points, k=QUALITY_K, sample=QUALITY_SAMPLE)
         ownership = ownership_agreement(points, snap.labels, snap.assignments, center_xy, snap.center_classes, owning, groups)
         logger.debug(
             "%s layout of epoch %d: %.3f s, k-NN preservation %.3f, map-ownership agreement %.3f",

@@ -29,7 +29,7 @@ class Explorer(widgets.VBox):
     run that is still being written and picks up new epochs (stops when the run ends).
     """
 
-    def __init__(self, run: Run | str | os.PathLike, *, layout: str = "pca", watch: float = 2.0, max_points: int = 20_000) -> None:
+    def __init__(self, run: Run | str | os.PathLike, *, layout: str = "pca", watch: float = 2.0, max_points: int = 100_000) -> None:
         self._stop = threading.Event()
         run = run if isinstance(run, Run) else load_run(run)
         self.state = ExplorerState(run)

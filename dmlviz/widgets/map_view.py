@@ -11,6 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..eval.centers import center_counts, center_groups
+from ..projection.quality import QUALITY_SAMPLE
 from .colors import colour_array, discrete_colorscale, palette
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState
@@ -41,7 +42,7 @@ class MapView(widgets.VBox):
     selection. Above ``max_points`` it draws a uniform random sample of the points and says so.
     Beside the map: k-NN preservation of the samples and map-ownership agreement of the centers."""
 
-    def __init__(self, state: ExplorerState, max_points: int = 20_000, height: int = 520) -> None:
+    def __init__(self, state: ExplorerState, max_points: int = 100_000, height: int = 520) -> None:
         self.state, self.max_points = state, int(max_points)
         self._rows = np.array([], dtype=np.int64)
         self.figure: Any = go.Figure(
@@ -345,6 +346,8 @@ class MapView(widgets.VBox):
             note = f" — {state.layout_status or state.layout_method.upper() + ' not ready'}"
         elif state.layout_status:
             note = f" — {state.layout_status}"
+        points = len(layout.points)
+        sampled = f"; estimated on {QUALITY_SAMPLE:,} random points of the {points:,}" if points > QUALITY_SAMPLE else ""
         agreement = layout.ownership
         if agreement == agreement:  # not NaN: some class has two centers that own samples
             colour = "#2ca02c" if agreement >= OWNERSHIP_GOAL else "#d62728"
@@ -359,7 +362,7 @@ class MapView(widgets.VBox):
             own = " · map-ownership agreement: — (no class has two centers that own samples)"
         self.status.value = (
             f'<span class="dmlviz-layout-status">{shown}, epoch {state.epoch}: k-NN preservation '
-            f"<b>{layout.quality:.2f}</b> (share of each point's 10 nearest neighbours kept in 2-D){own}{html.escape(note)}</span>"
+            f"<b>{layout.quality:.2f}</b> (share of each point's 10 nearest neighbours kept in 2-D{sampled}){own}{html.escape(note)}</span>"
         )
 
     def _legend(self) -> None:

@@ -525,3 +525,18 @@ def test_drawn_centers_stay_inside_the_region_of_their_own_samples() -> None:
     for j in range(4):
         own = points[assignments == j]
         assert np.all(xy[0, j] >= own.min(0) - 1e-9) and np.all(xy[0, j] <= own.max(0) + 1e-9)
+
+
+def test_knn_preservation_on_a_sample_estimates_the_exact_figure():
+    from dmlviz.projection import knn_preservation
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(3000, 3)).astype(np.float32)
+    high = np.hstack([z, 0.05 * rng.normal(size=(3000, 13)).astype(np.float32)])
+    low = z[:, :2] / np.linalg.norm(z, axis=1, keepdims=True)  # a partly faithful map of the directions
+    exact = knn_preservation(high, low, k=10)
+    estimate = knn_preservation(high, low, k=10, sample=1000, seed=3)
+    assert 0.05 < exact < 0.95 and abs(estimate - exact) < 3 * 0.5 / np.sqrt(1000)
+    assert knn_preservation(high, low, k=10, sample=5000) == exact  # fewer points than the sample: exact
+    dup = np.vstack([high[:50], high[:50]])  # duplicates: each point's twin is a neighbour, itself is not
+    assert knn_preservation(dup, np.vstack([low[:50], low[:50]]), k=1, sample=40) == 1.0

@@ -1,0 +1,90 @@
+"""Maps of 100,000 points in Debian's Chromium: page request → points drawn, epoch switch, click → neighbours.
+
+Goals (issue 8): page → points <= 5 s, epoch switch <= 0.5 s, with cached layouts.
+Trains (once) a run whose probe holds 100,000 samples — synthetic data, 1,000 classes × 2
+modes, 16-d, linear head, SoftTriple K=2, 3 epochs — caches its PCA layouts, serves it with
+`dmlviz serve` (a preheated kernel) and drives the explorer page with Playwright.
+
+Run: python benchmarks/bench_map_scale.py [--runs-dir /tmp/dmlviz-bench-100k] [--points 100000]
+Writes benchmarks/results/map_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_dashboard import ARGS, _measure, _serve  # noqa: E402
+
+
+def _run(runs_dir: Path, points: int) -> Path:
+    import dmlviz
+    from dmlviz.data import synthetic
+    from dmlviz.projection import Projector
+
+    path = runs_dir / f"synthetic{points // 1000}k"
+    if not (path / "run.json").exists() or dmlviz.load_run(path).status != "finished":
+        data = synthetic(classes=points // 100, modes_per_class=2, dim=16, samples_per_mode=50, seed=0)
+        dmlviz.train(data, loss="softtriple", centers_per_class=2, embedding_dim=16, epochs=3, batch_size=512, split="samples",
+                     probe_size=points, out=path, progress=False, overwrite=True)
+    start = time.perf_counter()
+    Projector(dmlviz.load_run(path), "pca").compute()
+    print(f"PCA layouts of {len(dmlviz.load_run(path).epochs)} epochs ready in {time.perf_counter() - start:.1f} s")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs-dir", default="/tmp/dmlviz-bench-100k")
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--switches", type=int, default=5)
+    parser.add_argument("--screenshot", default=None, help="save a screenshot of the last page here")
+    args = parser.parse_args()
+    runs_dir = Path(args.runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    path = _run(runs_dir, args.points)
+    from playwright.sync_api import sync_playwright
+
+    loads = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        proc, base = _serve(runs_dir, preheat=True)
+        try:
+            time.sleep(25)  # the preheated kernel imports dmlviz
+            for i in range(args.repeats):
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                result = _measure(page, f"{base}/voila/render/explorer.ipynb?run={path.name}", args.switches)
+                result["points_drawn"] = page.evaluate("() => document.querySelector('.dmlviz-map .js-plotly-plot').data[0].x.length")
+                loads.append(result)
+                if args.screenshot and i == args.repeats - 1:
+                    page.wait_for_timeout(1500)
+                    page.screenshot(path=args.screenshot, full_page=True)
+                page.close()
+                time.sleep(25)  # Voila refills its pool of one preheated kernel
+        finally:
+            proc.terminate()
+            proc.wait()
+        browser.close()
+    results = {
+        "points": args.points,
+        "points_drawn": loads[-1]["points_drawn"],
+        "load_s_median": statistics.median(r["load_s"] for r in loads),
+        "epoch_switch_s_median": statistics.median(t for r in loads for t in r["epoch_switch_s"]),
+        "click_to_neighbours_s_median": statistics.median(t for r in loads for t in r["click_to_neighbours_s"]) if any(r["click_to_neighbours_s"] for r in loads) else None,
+        "goals": {"load_s": 5.0, "epoch_switch_s": 0.5},
+        "raw": loads,
+    }
+    print(f"{args.points:,} points ({results['points_drawn']:,} drawn): page → points {results['load_s_median']:.2f} s, "
+          f"epoch switch {results['epoch_switch_s_median']:.3f} s, click → neighbours {results['click_to_neighbours_s_median']} s")
+    out = Path(__file__).parent / "results" / "map_scale.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
