@@ -14,6 +14,7 @@ from ..eval.centers import center_counts, center_groups
 from ..projection.quality import QUALITY_SAMPLE
 from .colors import colour_array, discrete_colorscale, palette
 from .figure import FigureWidget, plotly_code, resync_on_render
+from .point_canvas import LARGE_MAP_ABOVE, PointCanvas
 from .state import ExplorerState
 from .thumbs import png_data_uri
 
@@ -39,12 +40,16 @@ class MapView(widgets.VBox):
     """Samples (Scattergl) coloured by class, fine label, assigned center or nearest-neighbour correctness;
     centers drawn among the samples they own (hollow when they own none), in their class colour;
     epoch slider with play; train/test filter; hover preview; click to select a sample; lasso/box
-    selection. Above ``max_points`` it draws a uniform random sample of the points and says so.
+    selection. Above ``LARGE_MAP_ABOVE`` (20,000) points jupyter-scatter draws them (see
+    point_canvas: plotly cannot redraw 100,000 points in time); above ``max_points`` (100,000)
+    it draws a uniform random sample of the points and says so.
     Beside the map: k-NN preservation of the samples and map-ownership agreement of the centers."""
 
     def __init__(self, state: ExplorerState, max_points: int = 100_000, height: int = 520) -> None:
-        self.state, self.max_points = state, int(max_points)
+        self.state, self.max_points, self.height = state, int(max_points), height
         self._rows = np.array([], dtype=np.int64)
+        self.canvas: PointCanvas | None = None  # the points above LARGE_MAP_ABOVE (jupyter-scatter), made when first needed
+        self.large = False
         self.figure: Any = go.Figure(
             data=[
                 go.Scattergl(name="samples", mode="markers", hoverinfo="text", marker=dict(size=5, opacity=0.8), showlegend=False),
@@ -111,7 +116,8 @@ class MapView(widgets.VBox):
         self.figure.data[1].on_click(self._on_center_click)
         controls = widgets.HBox([self.play, self.epoch_slider, self.layout_toggle, self.progress, self.status], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         filters = widgets.HBox([self.color_by, self.split_toggle, self.count], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        super().__init__([plotly_code(), controls, filters, self.colour_note, self.figure, self.caption, widgets.HBox([self.legend, self.hover]), self.selected])
+        self.plot_area = widgets.VBox([self.canvas.widget if self.large else self.figure])
+        super().__init__([plotly_code(), controls, filters, self.colour_note, self.plot_area, self.caption, widgets.HBox([self.legend, self.hover]), self.selected])
         self.add_class("dmlviz-map")
 
     # -- state → view ----------------------------------------------------------------------
@@ -144,6 +150,15 @@ class MapView(widgets.VBox):
         else:
             self.count.value = f"{total:,} points"
         self._rows = rows
+        self._choose_renderer(len(rows) > LARGE_MAP_ABOVE)
+        if self.large:  # the canvas shows its hover in the panel beside the map; no per-point text to send
+            with self.figure.batch_update():
+                for trace in self.figure.data:
+                    trace.x, trace.y = [], []
+                self.figure.data[0].text = None
+            self._legend()
+            self.redraw()
+            return
         names = np.asarray(snap.class_names)
         text = np.char.add(np.char.add("class ", names[snap.labels[rows]]), np.char.add(" · ", snap.split[rows]))
         if snap.fine_labels is not None:
@@ -178,6 +193,17 @@ class MapView(widgets.VBox):
         self._draw_marks(self.state.layout())
 
     # -- drawing ---------------------------------------------------------------------------
+    def _choose_renderer(self, large: bool) -> None:
+        """Plotly for up to LARGE_MAP_ABOVE points, jupyter-scatter above (see point_canvas)."""
+        if large and self.canvas is None:
+            self.canvas = PointCanvas(self.height, self._on_canvas_hover, self._on_canvas_click, self._on_canvas_lasso)
+        self.large = large
+        area = getattr(self, "plot_area", None)
+        if area is not None:
+            want = self.canvas.widget if large else self.figure
+            if area.children != (want,):
+                area.children = (want,)
+
     def redraw(self, points: bool = True) -> None:
         """Redraw the current epoch: coordinates (if ``points``), colours, centers, marks."""
         state = self.state
@@ -185,12 +211,18 @@ class MapView(widgets.VBox):
             with self.figure.batch_update():
                 for trace in self.figure.data:
                     trace.x, trace.y = [], []
+            if self.canvas is not None:
+                self.canvas.draw(np.zeros((0, 2)), np.array([], dtype="U7"), 1.0, np.zeros((0, 2)), np.array([], dtype="U7"), np.array([]))
             return
         snap = state.snapshot()
         layout = state.layout()
         rows = self._rows
         marker, opacity = self._colours(snap, rows)
         self.colour_note.value = self._colour_note(snap, rows)
+        if self.large:
+            self._redraw_canvas(snap, layout, rows, marker, opacity)
+            self.redraw_status(layout)
+            return
         with self.figure.batch_update():
             samples = self.figure.data[0]
             if points:
@@ -270,12 +302,10 @@ class MapView(widgets.VBox):
         owning = (center_counts(snap.assignments, snap.labels, snap.center_classes, k) > 0).sum(1)
         return int(snap.center_classes[int(np.argmax(owning))])
 
-    def _draw_centers(self, snap: Any, layout: Any) -> None:
-        trace = self.figure.data[1]
+    def _center_look(self, snap: Any, layout: Any) -> dict[str, Any] | None:
+        """Where and how each center is drawn: xy [m, 2], hex colours, sizes, symbols, owning, hover text, classes; None without centers."""
         if not snap.centers.size:
-            trace.x, trace.y = [], []
-            self.caption.value = ""
-            return
+            return None
         xy = layout.centers.reshape(-1, 2)
         n_classes, k = snap.centers.shape[:2]
         classes = np.repeat(snap.center_classes, k)
@@ -301,26 +331,72 @@ class MapView(widgets.VBox):
             colours = np.where(classes == mode_class, table[index], "#bbbbbb")
         elif mode in ("fine", "nn") and not (mode == "fine" and snap.fine_labels is None):
             colours = np.full(len(classes), "#444444")
-        self._center_classes = classes
         selected = self.state.selected_class if self.state.selected_class >= 0 else mode_class
         sizes = np.where(classes == selected, 18, 12) if selected >= 0 else np.full(len(classes), 12)
         sizes = np.where(owning, sizes, sizes - 1)
         symbol = np.where(owning, "diamond" if learned else "x", "diamond-open" if learned else "x-open")
+        return dict(xy=xy, colours=colours, sizes=sizes, symbols=symbol, owning=np.asarray(owning, dtype=bool), text=text,
+                    classes=classes, learned=learned)
+
+    def _draw_centers(self, snap: Any, layout: Any) -> None:
+        trace = self.figure.data[1]
+        look = self._center_look(snap, layout)
+        self._caption(snap, layout, look)
+        if look is None:
+            trace.x, trace.y = [], []
+            return
+        xy, owning = look["xy"], look["owning"]
         trace.update(
-            x=xy[:, 0], y=xy[:, 1], text=text, name="centers (learned)" if learned else "class means (this loss has no centers)",
-            marker=dict(color=colours.tolist(), size=sizes.tolist(), symbol=symbol.tolist(), opacity=np.where(owning, 1.0, 0.85).tolist()),
+            x=xy[:, 0], y=xy[:, 1], text=look["text"], name="centers (learned)" if look["learned"] else "class means (this loss has no centers)",
+            marker=dict(color=look["colours"].tolist(), size=look["sizes"].tolist(), symbol=look["symbols"].tolist(),
+                        opacity=np.where(owning, 1.0, 0.85).tolist()),
         )
+
+    def _caption(self, snap: Any, layout: Any, look: dict[str, Any] | None) -> None:
+        """Below the map: how many centers own nothing and how centers are placed."""
+        self._center_classes = np.array([], dtype=np.int64) if look is None else look["classes"]
+        self._center_text = [] if look is None else look["text"]
+        if look is None:
+            self.caption.value = ""
+            return
+        learned, owning = look["learned"], look["owning"]
         empty = int((~owning).sum())
-        count = (f"<b>{empty} of {len(owning)} centers own no probe sample</b> (hollow; a center merged with one that owns "
+        hollow = "faint" if self.large else "hollow"
+        count = (f"<b>{empty} of {len(owning)} centers own no probe sample</b> ({hollow}; a center merged with one that owns "
                  "samples is drawn with it). " if learned and empty else "")
         kind = "Centers" if learned else "Class means (the loss has no centers)"
+        drawn = (" Drawn by jupyter-scatter (WebGL) above 20,000 points: centers are the large dots, hover one to read it."
+                 if self.large else "")
         self.caption.value = (
             f'<div class="dmlviz-placement" style="font-size:11px;color:#555;max-width:640px">{count}{kind}: '
-            f"{html.escape(layout.placement)}</div>"
+            f"{html.escape(layout.placement)}{drawn}</div>"
         )
+
+    def _redraw_canvas(self, snap: Any, layout: Any, rows: np.ndarray, marker: dict, opacity: Any) -> None:
+        """The large-map path: the same colours, opacities and centers, drawn by the PointCanvas."""
+        colours = _scale_lookup(np.asarray(marker["color"]), marker["colorscale"], marker["cmin"], marker["cmax"])
+        look = self._center_look(snap, layout)
+        self._caption(snap, layout, look)
+        if look is None:
+            cxy, ccol, calpha = np.zeros((0, 2)), np.array([], dtype="U7"), np.array([])
+        else:
+            cxy, ccol, calpha = look["xy"], look["colours"], np.where(look["owning"], 1.0, 0.45)
+        self.canvas.draw(layout.points[rows], colours, opacity, cxy, ccol, calpha)
+        self._draw_marks(layout)
 
     def _draw_marks(self, layout: Any) -> None:
         state = self.state
+        if self.large:
+            marks = []
+            if state.selected_sample >= 0 and state.run is not None and state.epochs:
+                row = state.selected_sample
+                snap = state.snapshot()
+                for r in np.asarray(state.highlighted, dtype=np.int64):
+                    colour = "#2ca02c" if snap.labels[r] == snap.labels[row] else "#d62728"
+                    marks.append((layout.points[r, 0], layout.points[r, 1], colour, 2))
+                marks.append((layout.points[row, 0], layout.points[row, 1], "#000000", 3))
+            self.canvas.rings(marks)
+            return
         neighbours, selected = self.figure.data[2], self.figure.data[3]
         if state.selected_sample >= 0 and state.run is not None and state.epochs:
             row = state.selected_sample
@@ -419,6 +495,22 @@ class MapView(widgets.VBox):
         if rows:
             self.state.selected_sample = rows[0]
 
+    def _on_canvas_click(self, index: int) -> None:
+        """A click on the large map: a sample selects it, a center picks its class."""
+        if index < len(self._rows):
+            self.state.selected_sample = int(self._rows[index])
+        elif index - len(self._rows) < len(getattr(self, "_center_classes", [])):
+            self.state.selected_class = int(self._center_classes[index - len(self._rows)])
+
+    def _on_canvas_lasso(self, indices: list[int]) -> None:
+        self.state.selection = [int(self._rows[i]) for i in indices if 0 <= i < len(self._rows)]
+
+    def _on_canvas_hover(self, index: int) -> None:
+        if index < len(self._rows):
+            self._show_hover(int(self._rows[index]))
+        elif index - len(self._rows) < len(getattr(self, "_center_text", [])):
+            self.hover.value = f'<div style="font-size:12px">{html.escape(self._center_text[index - len(self._rows)])}</div>'
+
     def _on_center_click(self, trace: Any, points: Any, selector: Any) -> None:
         """Clicking a center (or class mean) picks its class for the class inspector."""
         classes = getattr(self, "_center_classes", np.array([], dtype=np.int64))
@@ -431,16 +523,26 @@ class MapView(widgets.VBox):
 
     def _on_hover(self, trace: Any, points: Any, state: Any) -> None:
         rows = self._row_of(points)
-        if not rows:
-            return
+        if rows:
+            self._show_hover(rows[0])
+
+    def _show_hover(self, row: int) -> None:
+        """The hover panel for probe row ``row``: thumbnail, class, split, id, fine label."""
         snap = self.state.snapshot()
-        row = rows[0]
         label = html.escape(snap.class_names[snap.labels[row]])
         picture = ""
         if snap.thumbnails is not None:
             picture = f'<img src="{png_data_uri(snap.thumbnails[row])}" width="56" height="56" style="image-rendering:pixelated;float:left;margin-right:6px">'
         fine = f"<br>fine: {html.escape((snap.fine_names or [])[snap.fine_labels[row]] if snap.fine_names else str(snap.fine_labels[row]))}" if snap.fine_labels is not None else ""
         self.hover.value = f"<div>{picture}<b>class {label}</b><br>{snap.split[row]} · #{snap.ids[row]}{fine}</div>"
+
+
+def _scale_lookup(codes: np.ndarray, scale: list, cmin: float, cmax: float) -> np.ndarray:
+    """Hex colour per code [n] of a discrete plotly colorscale (pairs of stops per colour) on [cmin, cmax]."""
+    colours = np.asarray([scale[i][1] for i in range(0, len(scale), 2)])
+    m = len(colours)
+    index = np.floor((np.asarray(codes, dtype=np.float64) - cmin) / (cmax - cmin) * m).astype(np.int64)
+    return colours[np.clip(index, 0, m - 1)]
 
 
 def _center_palette(k: int) -> list[str]:

@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def browser_runs(tmp_path_factory):
-    """A runs folder: an image run (digits-pairs, SoftTriple K=3) and a run without images (synthetic, triplet)."""
+    """A runs folder: an image run (digits-pairs, SoftTriple K=3), a run without images (synthetic, triplet) and a 25,000-point run."""
     import dmlviz
     from dmlviz.data import synthetic
 
@@ -41,6 +41,10 @@ def browser_runs(tmp_path_factory):
                  centers_per_class=3, out=root / "digits", progress=False)
     dmlviz.train(synthetic(classes=4, modes_per_class=2, dim=8, samples_per_mode=30), "linear", "triplet", epochs=2,
                  batch_size=32, embedding_dim=8, split="samples", out=root / "vectors", progress=False)
+    # 25,000 probe points: above 20,000 the map is drawn by jupyter-scatter
+    dmlviz.train(synthetic(classes=50, modes_per_class=2, dim=8, samples_per_mode=250, seed=2), "linear", "softtriple", epochs=1,
+                 batch_size=512, embedding_dim=8, split="samples", test_fraction=0.1, centers_per_class=2, probe_size=25_000,
+                 out=root / "large", progress=False)
     return root
 
 

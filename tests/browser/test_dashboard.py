@@ -137,3 +137,55 @@ def test_pages_ask_for_the_token_when_one_is_set(browser_runs, page, page_log, s
         page.goto(f"{base}/voila/render/explorer.ipynb?run=vectors&token=s3cret", timeout=120_000)
         page.wait_for_selector(PLOT, timeout=120_000)
         assert page_log.errors == [] and page_log.external == []
+
+
+CANVAS = ".dmlviz-point-canvas canvas"
+
+
+def _canvas_png(page) -> bytes:
+    return page.locator(CANVAS).first.screenshot(animations="disabled")
+
+
+def _ink(png: bytes) -> int:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    return int((np.abs(pixels - 255).max(axis=2) > 40).sum())
+
+
+def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
+    """25,000 points: the WebGL canvas draws them, the epoch slider redraws, a click selects a sample, nothing leaves 127.0.0.1."""
+    page.goto(f"{server}/voila/render/explorer.ipynb?run=large", timeout=120_000)
+    page.wait_for_selector(CANVAS, timeout=120_000)
+    start = time.monotonic()
+    while _ink(_canvas_png(page)) < 2000:
+        assert time.monotonic() - start < 60, "the canvas drew no points"
+        page.wait_for_timeout(200)
+    record(f"voila explorer (25,000 points, jupyter-scatter): points drawn {time.monotonic() - start:.2f} s after the canvas appeared")
+    assert page.locator(".dmlviz-point-count").inner_text() == "25,000 points"
+    assert page.locator(PLOT).count() == 0  # the plotly figure is not on the page
+    assert "Drawn by jupyter-scatter" in page.locator(".dmlviz-map-caption").inner_text()
+    shot(page, "explorer-large-map")
+
+    before = _canvas_png(page)
+    handle = page.locator(".dmlviz-epoch .noUi-handle").first
+    handle.focus()
+    page.keyboard.press("Home")  # epoch 0
+    start = time.monotonic()
+    while _canvas_png(page) == before:
+        assert time.monotonic() - start < 30, "the epoch slider did not redraw the canvas"
+        page.wait_for_timeout(100)
+
+    box = page.locator(CANVAS).first.bounding_box()
+    for i in range(12):  # click until a point is hit
+        page.mouse.click(box["x"] + box["width"] * (0.40 + 0.02 * i), box["y"] + box["height"] * 0.5)
+        page.wait_for_timeout(700)
+        if page.locator(".dmlviz-query").count():
+            break
+    assert page.locator(".dmlviz-query").count(), "no click selected a sample"
+    page.wait_for_function("() => document.querySelectorAll('.dmlviz-neighbor-list .dmlviz-tile').length > 0", timeout=20_000)
+    shot(page, "explorer-large-map-clicked")
+    assert page_log.external == [] and page_log.errors == []

@@ -59,3 +59,24 @@ def test_large_centers_are_stored_for_the_probe_classes_in_float16(tmp_path, mon
         assert raw["centers"].dtype == np.float16
     np.testing.assert_allclose(np.linalg.norm(snap.centers, axis=2), 1.0, atol=2e-3)
     assert (snap.assignments >= 0).all()  # every probe sample still has its class's centers
+
+
+@pytest.mark.slow
+def test_a_probe_of_100k_samples_is_recorded_laid_out_and_drawn_whole(tmp_path):
+    import dmlviz
+    from dmlviz.data import synthetic
+    from dmlviz.projection import Projector
+    from dmlviz.widgets import ExplorerState, MapView
+
+    data = synthetic(classes=1000, modes_per_class=2, dim=8, samples_per_mode=50, seed=0)
+    run = dmlviz.train(data, loss="softtriple", centers_per_class=2, embedding_dim=8, epochs=1, batch_size=1024, split="samples",
+                       test_fraction=0.1, probe_size=100_000, out=tmp_path / "r100k", progress=False)
+    assert len(run.probe["ids"]) == 100_000 and run.config["probe_size"] == 100_000
+    snap = run.snapshot(1)
+    assert snap.embeddings.shape == (100_000, 8) and snap.centers.shape == (1000, 2, 8)
+    layouts = Projector(run, "pca").compute()
+    assert layouts[1].points.shape == (100_000, 2) and 0.0 <= layouts[1].quality <= 1.0
+    view = MapView(ExplorerState(run))
+    assert view.large and view.count.value == "100,000 points"  # drawn by jupyter-scatter, every point
+    assert len(view.canvas.widget.points) == 100_000 + 2000 and len(view.figure.data[0].x) == 0
+    assert "estimated on 5,000 random points of the 100,000" in view.status.value

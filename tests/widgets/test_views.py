@@ -253,7 +253,7 @@ def test_fifty_thousand_points_are_sampled_and_announced(tmp_path):
                        centers_per_class=2, probe_size=50_000, out=tmp_path / "big", progress=False)
     state = ExplorerState(run)
     assert len(state.snapshot()) == 50_000
-    view = MapView(state)
+    view = MapView(state, max_points=20_000)  # a smaller cap than the default 100,000
     assert len(view.figure.data[0].x) == 20_000 and "showing 20,000 of 50,000 points" in view.count.value
     view._on_click(None, _points([0]), None)
     assert state.selected_sample >= 0
@@ -370,3 +370,54 @@ def test_thousands_of_classes_get_a_search_and_no_legend_chip_each(tmp_path):
     assert inspector.select.value == 7 and view.legend.value.count("width:10px") == 1
     inspector.select._search.value = inspector.select._labels_by_id[12]
     assert state.selected_class == 12
+
+
+def test_large_maps_are_drawn_by_jupyter_scatter_with_the_same_colours_and_events(small_run, monkeypatch):
+    from dmlviz.widgets import map_view
+    from dmlviz.widgets.point_canvas import CENTER_SIZE, SAMPLE_SIZE
+
+    state = ExplorerState(small_run)
+    plotly_view = MapView(state)
+    assert not plotly_view.large and plotly_view.plot_area.children == (plotly_view.figure,)
+    monkeypatch.setattr(map_view, "LARGE_MAP_ABOVE", 100)  # the small run's 320 points count as many
+    view = MapView(state)
+    assert view.large and view.plot_area.children == (view.canvas.widget,)
+    snap, rows = state.snapshot(), view._rows
+    n, m = len(rows), snap.centers.shape[0] * snap.centers.shape[1]
+    points = np.asarray(view.canvas.widget.points)
+    assert points.shape == (n + m, 4) and points.dtype == np.float32
+    assert np.abs(points[:, :2]).max() <= 1.0 and (points[:n, 3] == 0).all() and (points[n:, 3] == 1).all()
+    assert list(view.canvas.widget.size) == [SAMPLE_SIZE, CENTER_SIZE]
+    # each sample wears the colour the plotly map gives it, opacity included
+    marker, opacity = plotly_view._colours(snap, rows)
+    want = map_view._scale_lookup(np.asarray(marker["color"]), marker["colorscale"], marker["cmin"], marker["cmax"])
+    table = np.asarray(view.canvas.widget.color)
+    got = table[points[:n, 2].astype(int)]
+    hexes = np.array([f"#{int(round(r * 255)):02x}{int(round(g * 255)):02x}{int(round(b * 255)):02x}" for r, g, b, _ in got])
+    np.testing.assert_array_equal(hexes, want)
+    np.testing.assert_allclose(got[:, 3], opacity)
+    # one scale for both axes: the map keeps its aspect ratio
+    layout = state.layout()
+    xy = layout.points[rows]
+    ratio = (points[:n, 0].max() - points[:n, 0].min()) / (points[:n, 1].max() - points[:n, 1].min())
+    assert ratio == pytest.approx(np.ptp(xy[:, 0]) / np.ptp(xy[:, 1]), rel=1e-4)
+    # hover, click and lasso land in the shared state; an index past the samples is a center
+    view.canvas.widget.hovering = 3
+    assert f"#{snap.ids[rows[3]]}" in view.hover.value
+    view.canvas.widget.hovering = n + 1
+    assert "center 1" in view.hover.value and "owns" in view.hover.value
+    view.canvas.widget.selection = np.array([5])
+    assert state.selected_sample == rows[5]
+    assert len(view.canvas.widget.annotations) == len(state.highlighted) + 1  # neighbours ringed, and the sample itself
+    view.canvas.widget.selection = np.array([n + 2])  # a center: its class goes to the class inspector
+    assert state.selected_class == snap.center_classes[(n + 2 - n) // snap.centers.shape[1]]
+    view.canvas.widget.selection = np.array([1, 2, 4])
+    assert state.selection == [int(rows[i]) for i in (1, 2, 4)]
+    state.epoch = 1
+    assert not np.array_equal(np.asarray(view.canvas.widget.points)[:n, :2], points[:n, :2])
+    assert "Drawn by jupyter-scatter" in view.caption.value
+    state.split = "test"  # 160 points: above the patched threshold still
+    assert view.large and len(view.canvas.widget.points) == 160 + m
+    monkeypatch.setattr(map_view, "LARGE_MAP_ABOVE", 200)
+    state.split = "train"
+    assert not view.large and view.plot_area.children == (view.figure,) and len(view.figure.data[0].x) == 160

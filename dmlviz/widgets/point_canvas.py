@@ -1,0 +1,119 @@
+"""PointCanvas: the map's points when they are many, drawn by jupyter-scatter (WebGL, regl-scatterplot).
+
+Why not plotly: in Debian's Chromium on this project's 2-core machine, plotly.js needs 0.36–0.6 s
+just to restyle the x and y of a 100,000-point Scattergl trace (it rebuilds the trace and its
+hover index on every change), so an epoch switch took 1.4 s and a page 5.9 s. jupyter-scatter
+uploads the new positions as one buffer. Below ``LARGE_MAP_ABOVE`` points the map stays
+plotly, which also draws center symbols (diamonds, hollow ones) this canvas cannot.
+
+The canvas holds samples and centers in one point set (samples first, then centers: larger
+points, on top); a colour category is a (colour, opacity) pair, so a point's opacity travels
+with its colour; rings (the clicked sample, its neighbours) are line annotations. The widget's
+traits are set directly (one message per redraw): its own DataFrame API re-encodes every
+column on each change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+#: above this many points the map is drawn by jupyter-scatter instead of plotly
+LARGE_MAP_ABOVE = 20_000
+
+#: point sizes in pixels: samples, centers, centers when there are more than 300 of them
+SAMPLE_SIZE, CENTER_SIZE, CENTER_SIZE_MANY = 3.0, 11.0, 6.0
+
+
+def _rgba(hex_colours: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
+    """Category code per point [n] and the category colours (r, g, b, a) for hex colours [n] and opacities [n]."""
+    names, colour_index = np.unique(np.asarray(hex_colours, dtype="U7"), return_inverse=True)
+    levels = np.round(np.asarray(alpha, dtype=np.float64) * 1000).astype(np.int64)  # opacity to 0.001
+    keys, codes = np.unique(colour_index.astype(np.int64) * 1001 + levels, return_inverse=True)
+    rgb = [(int(h[1:3], 16) / 255, int(h[3:5], 16) / 255, int(h[5:7], 16) / 255) for h in names]
+    table = [(*rgb[k // 1001], (k % 1001) / 1000) for k in keys]
+    return codes.astype(np.int64), table
+
+
+def ring(x: float, y: float, radius: float, sides: int = 16) -> list[tuple[float, float]]:
+    """Vertices of a closed circle of ``radius`` around (x, y)."""
+    angles = np.linspace(0, 2 * np.pi, sides + 1)
+    return [(float(x + radius * np.cos(a)), float(y + radius * np.sin(a))) for a in angles]
+
+
+class PointCanvas:
+    """A jupyter-scatter widget showing samples [n] and centers [m] with given colours; reports hover, click and lasso.
+
+    ``on_hover(index)``, ``on_click(index)``, ``on_lasso(indices)`` receive indices into
+    the concatenation samples + centers (so an index >= n is center index - n).
+    """
+
+    def __init__(self, height: int, on_hover: Callable[[int], None], on_click: Callable[[int], None], on_lasso: Callable[[list[int]], None]) -> None:
+        import jscatter
+        import pandas as pd
+
+        self._pd, self._jscatter = pd, jscatter
+        self.n_samples = 0
+        frame = pd.DataFrame({"x": np.zeros(1, np.float32), "y": np.zeros(1, np.float32),
+                              "look": pd.Categorical([0], categories=[0]), "kind": np.zeros(1, np.float32)})
+        self.scatter = jscatter.Scatter(
+            data=frame, x="x", y="y", color_by="look", color_map=[(0.7, 0.7, 0.7, 1.0)], size_by="kind",
+            size_map=(SAMPLE_SIZE, CENTER_SIZE), axes=False, legend=False, height=height, background_color="white",
+            lasso_initiator=False, tooltip=False,
+        )
+        self.widget = self.scatter.show()
+        self.widget.opacity_by = None  # opacity travels with the colour categories, not the point density
+        self.widget.opacity = 1.0
+        self.widget.reticle = False  # no crosshair over the map on hover
+        self.widget.add_class("dmlviz-point-canvas")
+        self._on_hover, self._on_click, self._on_lasso = on_hover, on_click, on_lasso
+        self.widget.observe(self._hovered, "hovering")
+        self.widget.observe(self._selected, "selection")
+        self._middle, self._half = np.zeros(2), 1.0
+
+    def draw(self, xy: np.ndarray, colours: np.ndarray, alpha: Any, center_xy: np.ndarray, center_colours: np.ndarray, center_alpha: np.ndarray) -> None:
+        """Samples at xy [n, 2] with hex colours [n] and opacity (scalar or [n]); centers at center_xy [m, 2] likewise.
+
+        The widget's points are set directly, in its normalised coordinates: one scale for both
+        axes (a map's aspect ratio means something), the colour category in column 2, size 0/1
+        (sample/center) in column 3.
+        """
+        n, m = len(xy), len(center_xy)
+        self.n_samples = n
+        alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (n,))
+        points = np.concatenate([np.asarray(xy, np.float64).reshape(n, 2), np.asarray(center_xy, np.float64).reshape(m, 2)])
+        codes, table = _rgba(np.concatenate([colours, center_colours]), np.concatenate([alpha, center_alpha]))
+        if len(points):
+            low, high = points.min(0), points.max(0)
+            self._middle, self._half = (low + high) / 2, float(max((high - low).max() / 2, 1e-9)) * 1.04
+        ndc = (points - self._middle) / self._half
+        kind = np.r_[np.zeros(n), np.ones(m)]
+        colour_table = [list(c) for c in table] or [[0.7, 0.7, 0.7, 1.0]]
+        with self.widget.hold_sync():
+            self.widget.color = colour_table
+            self.widget.color_domain = {i: i for i in range(len(colour_table))}
+            self.widget.size = [SAMPLE_SIZE, (CENTER_SIZE if m <= 300 else CENTER_SIZE_MANY) if m else SAMPLE_SIZE]
+            self.widget.points = (np.column_stack([ndc, codes, kind]).astype(np.float32) if len(points)
+                                  else np.zeros((0, 4), np.float32))  # float32: half the bytes to the browser
+
+    def rings(self, marks: list[tuple[float, float, str, float]]) -> None:
+        """Circles around points: (x, y, colour, line width) each, in map coordinates; radius 1.2% of the map's extent."""
+        jscatter = self._jscatter
+        radius = 0.012 * 2  # in the widget's normalised coordinates ([-1, 1] across the longer side)
+        lines = []
+        for x, y, colour, width in marks:
+            cx, cy = (np.array([x, y], dtype=np.float64) - self._middle) / self._half
+            lines.append(jscatter.Line(ring(cx, cy, radius), line_color=colour, line_width=int(width)))
+        self.widget.annotations = lines
+
+    def _hovered(self, change: Any) -> None:
+        if change["new"] is not None and change["new"] >= 0:
+            self._on_hover(int(change["new"]))
+
+    def _selected(self, change: Any) -> None:
+        picked = [] if change["new"] is None else [int(i) for i in np.asarray(change["new"]).ravel()]
+        if len(picked) == 1:
+            self._on_click(picked[0])
+        elif len(picked) > 1:
+            self._on_lasso(picked)
