@@ -27,18 +27,30 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, small_run):
-    """JupyterLab on a free loopback port over a folder holding one notebook: `Explorer(small_run, layout='umap')`."""
+def large_run(tmp_path_factory):
+    """A 25,000-point run: its map is drawn by jupyter-scatter."""
+    import dmlviz
+    from dmlviz.data import synthetic
+
+    return dmlviz.train(synthetic(classes=50, modes_per_class=2, dim=8, samples_per_mode=250, seed=2), "linear", "softtriple",
+                        epochs=1, batch_size=512, embedding_dim=8, split="samples", test_fraction=0.1, centers_per_class=2,
+                        probe_size=25_000, out=tmp_path_factory.mktemp("lab-runs") / "large", progress=False)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, small_run, large_run):
+    """JupyterLab on a free loopback port over a folder holding two notebooks: `Explorer(small_run, layout='umap')` and the large run's."""
     import urllib.request
 
     root = tmp_path_factory.mktemp("lab")
-    cell = f"from dmlviz import Explorer\nExplorer({str(small_run.path)!r}, layout='umap')"
-    notebook = {
-        "cells": [{"cell_type": "code", "execution_count": None, "id": "explorer", "metadata": {}, "outputs": [], "source": cell}],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
-    }
-    (root / "explorer.ipynb").write_text(json.dumps(notebook))
+    for name, cell in (("explorer", f"from dmlviz import Explorer\nExplorer({str(small_run.path)!r}, layout='umap')"),
+                       ("large", f"from dmlviz import Explorer\nExplorer({str(large_run.path)!r})")):
+        notebook = {
+            "cells": [{"cell_type": "code", "execution_count": None, "id": "explorer", "metadata": {}, "outputs": [], "source": cell}],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5,
+        }
+        (root / f"{name}.ipynb").write_text(json.dumps(notebook))
     # this JupyterLab's own settings and workspaces (none of the user's), and no news to ask about
     settings = root / ".settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -73,31 +85,61 @@ def lab(tmp_path_factory, small_run):
             stop_process(proc)
 
 
+def _run_cell(page, lab: str, notebook: str, shot) -> float:
+    """Open ``notebook`` in JupyterLab, wait for an idle kernel, run its cell; seconds from Shift+Enter to the explorer's output."""
+    page.goto(f"{lab}/lab/tree/{notebook}", timeout=120_000)
+    editor = page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first
+    editor.wait_for(timeout=120_000)
+    page.wait_for_function("document.querySelector('.jp-StatusBar-Widget, #jp-main-statusbar')"
+                           " && document.querySelector('#jp-main-statusbar').innerText.includes('| Idle')", timeout=120_000)
+    editor.click()
+    page.keyboard.press("Shift+Enter")
+    started = time.monotonic()
+    try:
+        page.wait_for_selector(".jp-OutputArea-output .dmlviz-explorer", timeout=120_000)
+    except Exception:
+        shot(page, "jupyterlab-no-output")
+        raise
+    return time.monotonic() - started
+
+
+def test_a_large_map_in_jupyterlab(page, page_log, lab, shot):
+    """25,000 points inline: jupyter-scatter's canvas draws them in JupyterLab 4, with no console error and nothing fetched from outside."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    output = _run_cell(page, lab, "large.ipynb", shot)
+    canvas = page.locator(".jp-OutputArea-output .dmlviz-point-canvas canvas").first
+    canvas.wait_for(timeout=60_000)
+    start = time.monotonic()
+    while True:
+        pixels = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB"), dtype=np.int16)
+        ink = int((np.abs(pixels - 255).max(axis=2) > 40).sum())
+        if ink > 2000:
+            break
+        assert time.monotonic() - start < 60, f"the canvas drew {ink} pixels only"
+        page.wait_for_timeout(200)
+    line = f"jupyterlab explorer (25,000 points, jupyter-scatter): output {output:.2f} s after Shift+Enter, points drawn {time.monotonic() - start:.2f} s later"
+    with open(OUTPUT / "timings.txt", "a") as out:
+        out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    print(line)
+    shot(page, "jupyterlab-large-map")
+    assert page.locator(".jp-OutputArea-output .dmlviz-point-count").inner_text() == "25,000 points"
+    assert page_log.external == [] and page_log.errors == []
+
+
 def test_explorer_cell_draws_the_map_at_once(page, page_log, lab, small_run, shot, drawn):
     # a fresh run: no layout cached, so UMAP is computed in the background and PCA must show meanwhile
     for cached in (small_run.path / "projections").glob("*"):
         import shutil
 
         shutil.rmtree(cached)
-    page.goto(f"{lab}/lab/tree/explorer.ipynb", timeout=120_000)
-    editor = page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first
-    editor.wait_for(timeout=120_000)
-    # the kernel is up and idle (the status bar says so), then run the cell as a person would
-    page.wait_for_function("document.querySelector('.jp-StatusBar-Widget, #jp-main-statusbar')"
-                           " && document.querySelector('#jp-main-statusbar').innerText.includes('| Idle')", timeout=120_000)
-    editor.click()
-    page.keyboard.press("Shift+Enter")
-    started = time.monotonic()
-    page.wait_for_function("!document.querySelector('.jp-Notebook .jp-Cell .jp-InputPrompt').innerText.includes('[ ]')", timeout=30_000)
-    try:
-        page.wait_for_selector(".jp-OutputArea-output .dmlviz-explorer", timeout=120_000)
-    except Exception:
-        shot(page, "jupyterlab-no-output")
-        raise
-    appeared = time.monotonic()
+    output = _run_cell(page, lab, "explorer.ipynb", shot)
     seconds, pixels = drawn.wait(page, PLOT, timeout=60)
     status = page.locator(".dmlviz-layout-status").first.inner_text()
-    line = (f"jupyterlab explorer (small run, 320 points, layout='umap'): output {appeared - started:.2f} s after Shift+Enter, "
+    line = (f"jupyterlab explorer (small run, 320 points, layout='umap'): output {output:.2f} s after Shift+Enter, "
             f"map drawn {seconds:.2f} s after the output appeared ({pixels} pixels; showing: {status[:40]!r})")
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with open(OUTPUT / "timings.txt", "a") as out:
