@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .figure import FigureWidget, plotly_code, resync_on_render
-from .state import ExplorerState
+from .state import ExplorerState, after_the_map
 
 SCORES = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi", "submode_score", "submode_score_train")
 #: Shown at first; the others are a legend click away.
@@ -46,7 +46,7 @@ class MetricsView(widgets.VBox):
         self.figure: Any = figure
         self.summary = widgets.HTML()
         state.observe(lambda c: self.refresh(), ["epochs", "run"])
-        state.observe(lambda c: self._mark_epoch(), "epoch")
+        state.observe(after_the_map(self._mark_epoch), "epoch")
         self.refresh()  # the first frame goes into the figure the widget is made from (see figure.py)
         self.figure = FigureWidget(figure)
         for trace in self.figure.data:

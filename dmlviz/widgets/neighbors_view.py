@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .colors import palette
-from .state import ExplorerState
+from .state import ExplorerState, after_the_map
 from .thumbs import gallery, tile
 
 
@@ -28,7 +28,7 @@ class NeighborsView(widgets.VBox):
         self.k.observe(lambda c: self.refresh(), "value")
         self.worst.observe(self._on_worst, "value")
         state.observe(lambda c: self.refresh(), ["selected_sample", "epoch"])
-        state.observe(lambda c: self.refresh_worst(), ["epoch", "run"])
+        state.observe(after_the_map(self.refresh_worst), ["epoch", "run"])
         help_text = widgets.HTML(
             '<div style="color:#555;font-size:12px">Click a point on the map. Its nearest neighbours are found in the '
             "full embedding space (cosine), among samples of the same split, so they need not be near it in 2-D.</div>"
