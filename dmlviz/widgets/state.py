@@ -205,17 +205,27 @@ def after_the_map(update: Any) -> Any:
     (neighbours' worst queries, the merge timeline's and metrics' epoch marks) follow
     ``SECONDARY_DELAY`` s later, so their redraws do not hold back the map's next frame
     (measured on 100,000 points in headless Chromium: epoch switch 0.75 s at once, 0.65 s with
-    0.15 s, 0.53 s with 0.5 s; benchmarks/bench_map_scale.py). Without a running loop
-    (scripts, tests) ``update()`` runs at once.
+    0.15 s, 0.53 s with 0.5 s; benchmarks/bench_map_scale.py). Outside a Jupyter kernel with a
+    running event loop (scripts, tests) ``update()`` runs at once.
     """
     import asyncio
 
     def observer(change: Any = None) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = _kernel_loop()
+        if loop is None:
             update()
-            return
-        loop.call_later(SECONDARY_DELAY, update)
+        else:
+            loop.call_later(SECONDARY_DELAY, update)
+
+    def _kernel_loop() -> Any:
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            if shell is None or getattr(shell, "kernel", None) is None:  # a script, a test, a plain IPython
+                return None
+            return asyncio.get_running_loop()
+        except (ImportError, RuntimeError):
+            return None
 
     return observer

@@ -12,8 +12,8 @@ import torch
 
 import dmlviz
 from dmlviz.cli import build_parser, train_config
-from dmlviz.losses import SoftTriple
 from dmlviz.training import TrainConfig, TrainingDivergedError, builder, trainer
+from nan_losses import NanSoftTriple
 
 NO_K = dict(model="linear", batch_size=32, embedding_dim=8, split="samples", progress=False)
 COMMON = dict(NO_K, centers_per_class=2)
@@ -55,21 +55,9 @@ def test_resident_true_is_refused_for_a_dataset_read_through_a_dataloader(tmp_pa
     assert not (tmp_path / "r").exists()
 
 
-class _NanInBatch(SoftTriple):
+def _NanInBatch():
     """SoftTriple whose loss is NaN in batch 3 of epoch 2 only (10 batches an epoch here)."""
-
-    name = "softtriple"
-
-    def __init__(self):
-        super().__init__(4, 8, centers_per_class=2)
-        self.calls = 0
-
-    def compute(self, embeddings, labels):
-        self.calls += 1
-        parts = super().compute(embeddings, labels)
-        if self.calls == 10 + 3:
-            parts["classification"] = parts["classification"] * float("nan")
-        return parts
+    return NanSoftTriple(first=10 + 3, last=10 + 3)
 
 
 def test_sync_free_guard_skips_the_nan_step_on_the_device_and_stops_at_the_end_of_the_epoch(small_synthetic, tmp_path, monkeypatch):

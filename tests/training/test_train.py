@@ -13,6 +13,7 @@ from dmlviz.data import synthetic
 from dmlviz.losses import LOSSES, SoftTriple
 from dmlviz.training import TrainingDivergedError, choose_probe, epoch_batches
 from dmlviz.training import trainer
+from nan_losses import NanSoftTriple
 
 COMMON = dict(model="linear", batch_size=32, embedding_dim=8, split="samples", progress=False)
 
@@ -124,21 +125,9 @@ def test_pair_losses_default_to_m_per_class_up_to_4(small_synthetic, tmp_path):
     assert run.config["m_per_class"] == 3 and run.status == "finished"
 
 
-class _BlowsUp(SoftTriple):
-    """SoftTriple that returns NaN from the third batch of epoch 2 on."""
-
-    name = "softtriple"
-
-    def __init__(self):
-        super().__init__(4, 8, centers_per_class=2)
-        self.calls = 0
-
-    def compute(self, embeddings, labels):
-        self.calls += 1
-        parts = super().compute(embeddings, labels)
-        if self.calls > 8 + 2:  # 8 batches per epoch here
-            parts["classification"] = parts["classification"] * float("nan")
-        return parts
+def _BlowsUp():
+    """SoftTriple that returns NaN from the third batch of epoch 2 on (8 batches per epoch here)."""
+    return NanSoftTriple(first=8 + 3)
 
 
 def test_nan_loss_stops_marks_failed_and_keeps_last_good_epoch(small_synthetic, tmp_path):
