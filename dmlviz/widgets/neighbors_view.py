@@ -36,7 +36,7 @@ class NeighborsView(widgets.VBox):
         super().__init__([help_text, self.k, self.query, self.results, widgets.HTML("<b>Worst queries</b> (test samples whose nearest neighbour is of another class, most confident first)"), self.worst])
         self.add_class("dmlviz-neighbors")
         self.refresh()
-        self.refresh_worst()
+        after_the_map(self.refresh_worst)()  # in a kernel, after the map's first frame has gone out
 
     def _tile(self, snap: Any, row: int, caption: str, border: str | None) -> str:
         colour = palette(len(snap.class_names))[snap.labels[row]]

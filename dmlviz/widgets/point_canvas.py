@@ -36,6 +36,11 @@ def _rgba(hex_colours: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, list[
     return codes.astype(np.int64), table
 
 
+def preload() -> None:
+    """Import jupyter-scatter now (about 1 s: it brings matplotlib), e.g. while a dashboard's kernel is preheated."""
+    import jscatter  # noqa: F401
+
+
 def ring(x: float, y: float, radius: float, sides: int = 16) -> list[tuple[float, float]]:
     """Vertices of a closed circle of ``radius`` around (x, y)."""
     angles = np.linspace(0, 2 * np.pi, sides + 1)
