@@ -60,6 +60,11 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--no-channels-last", action="store_true", help="keep the contiguous memory format on CUDA (default: channels_last)")
     b.add_argument("--backbone-lr", type=float, default=None, help="learning rate of the trunk (default: --lr, which the embedding head keeps)")
     b.add_argument("--model-param", type=_param, action="append", default=[], metavar="KEY=VALUE", help="any other model option, e.g. --model-param pretrained=IMAGENET1K_V1")
+    speed = p.add_argument_group("speed (results do not change)")
+    speed.add_argument("--resident", choices=("auto", "on", "off"), default="auto",
+                       help="keep an in-memory dataset on the GPU and index batches there; auto: on CUDA when it takes at most a quarter of the free GPU memory (default: %(default)s)")
+    speed.add_argument("--record-async", choices=("auto", "on", "off"), default="auto",
+                       help="record each epoch in a background thread while the next one trains; auto: on CUDA (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<loss>-<time>)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
@@ -98,7 +103,12 @@ def train_config(args: argparse.Namespace) -> Any:
         progress=not args.no_progress, data_root=args.data_root, data_params=data_params or None,
         num_workers=args.num_workers, model_params=model_params or None, backbone_lr=args.backbone_lr,
         nmi=args.nmi, nmi_every=args.nmi_every, loss_params=loss_params,
+        resident=_auto_on_off(args.resident), record_async=_auto_on_off(args.record_async),
     )
+
+
+def _auto_on_off(value: str) -> Any:
+    return {"auto": "auto", "on": True, "off": False}[value]
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

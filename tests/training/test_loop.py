@@ -96,6 +96,8 @@ def test_train_takes_a_config_and_the_cli_builds_the_same_one():
     from_cli = train_config(args)
     from_python = TrainConfig.from_options(dataset="digits", loss="softtriple", tau=0.5, gamma=0.2, epochs=3, nmi_every=2)
     assert from_cli == from_python
+    fast = train_config(build_parser().parse_args(["train", "--resident", "off", "--record-async", "on"]))
+    assert fast.resident is False and fast.record_async is True
     assert from_python.loss_params == {"tau": 0.5, "gamma": 0.2}
     assert from_python.resolved_center_lr == 10 * from_python.lr
 
@@ -119,3 +121,19 @@ def test_a_config_runs_and_options_change_it(small_synthetic, tmp_path):
     run = dmlviz.train(config, epochs=2)
     assert run.epochs == [0, 1, 2] and run.config["epochs"] == 2 and run.config["world_size"] == 1
     assert math.isfinite(run.metrics["loss"].iloc[-1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_path_resident_fused_background_trains_like_the_cpu(small_synthetic, tmp_path):
+    """On a GPU: batches indexed on the device, fused Adam's NaN guard, recording in the background, bf16 autocast."""
+    cpu = dmlviz.train(small_synthetic, epochs=3, out=tmp_path / "cpu", device="cpu", **COMMON)
+    gpu = dmlviz.train(small_synthetic, epochs=3, out=tmp_path / "gpu", device="cuda", **COMMON)
+    assert gpu.config["device"].startswith("cuda") and gpu.config["amp"] == "bf16" and gpu.status == "finished"
+    # bf16 autocast rounds the embeddings: the runs agree loosely, every epoch recorded
+    assert gpu.epochs == cpu.epochs
+    assert abs(gpu.metrics["loss"].iloc[-1] - cpu.metrics["loss"].iloc[-1]) < 0.1 * abs(cpu.metrics["loss"].iloc[-1])
+    state = torch.load(gpu.checkpoint_path(), weights_only=True)
+    assert state["epoch"] == 3 and all(torch.isfinite(v).all() for v in state["loss"].values())
+    with pytest.raises(TrainingDivergedError, match=r"batch 3 of 10 of epoch 2 \(that batch's optimizer step was skipped"):
+        dmlviz.train(small_synthetic, loss=_NanInBatch(), epochs=3, out=tmp_path / "nan", device="cuda", **{**NO_K, "batch_size": 16})
+    assert dmlviz.load_run(tmp_path / "nan").info["last_epoch"] == 1
