@@ -365,8 +365,9 @@ class MapView(widgets.VBox):
         count = (f"<b>{empty} of {len(owning)} centers own no probe sample</b> ({hollow}; a center merged with one that owns "
                  "samples is drawn with it). " if learned and empty else "")
         kind = "Centers" if learned else "Class means (the loss has no centers)"
-        drawn = (" Drawn by jupyter-scatter (WebGL) above 20,000 points: centers are the large dots, hover one to read it."
-                 if self.large else "")
+        drawn = (" Drawn by jupyter-scatter (WebGL) above 20,000 points: centers are the large dots (faint when they own "
+                 "no sample), hover one to read it, click it to open its class; select samples with the lasso button "
+                 "left of the map; it fits each epoch's extent." if self.large else "")
         self.caption.value = (
             f'<div class="dmlviz-placement" style="font-size:11px;color:#555;max-width:640px">{count}{kind}: '
             f"{html.escape(layout.placement)}{drawn}</div>"
