@@ -367,7 +367,7 @@ class MapView(widgets.VBox):
         kind = "Centers" if learned else "Class means (the loss has no centers)"
         drawn = (" Drawn by jupyter-scatter (WebGL) above 20,000 points: centers are the large dots (faint when they own "
                  "no sample), hover one to read it, click it to open its class; select samples with the lasso button "
-                 "left of the map; it fits each epoch's extent." if self.large else "")
+                 "left of the map; one frame holds every epoch shown." if self.large else "")
         self.caption.value = (
             f'<div class="dmlviz-placement" style="font-size:11px;color:#555;max-width:640px">{count}{kind}: '
             f"{html.escape(layout.placement)}{drawn}</div>"
@@ -382,6 +382,10 @@ class MapView(widgets.VBox):
             cxy, ccol, calpha = np.zeros((0, 2)), np.array([], dtype="U7"), np.array([])
         else:
             cxy, ccol, calpha = look["xy"], look["colours"], np.where(look["owning"], 1.0, 0.45)
+        frame = (str(self.state.run.path), self.state.split, layout.method)
+        if getattr(self, "_frame_key", None) != frame:  # another run, split or layout: fit it afresh
+            self.canvas.reset_frame()
+            self._frame_key = frame
         self.canvas.draw(layout.points[rows], colours, opacity, cxy, ccol, calpha)
         self._draw_marks(layout)
 

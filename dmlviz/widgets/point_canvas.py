@@ -76,13 +76,19 @@ class PointCanvas:
         self.widget.observe(self._hovered, "hovering")
         self.widget.observe(self._selected, "selection")
         self._middle, self._half = np.zeros(2), 1.0
+        self._frame: tuple[np.ndarray, np.ndarray] | None = None  # the extent drawn so far (low, high)
+
+    def reset_frame(self) -> None:
+        """Forget the extent: the next draw fits its points (another run, split or layout method)."""
+        self._frame = None
 
     def draw(self, xy: np.ndarray, colours: np.ndarray, alpha: Any, center_xy: np.ndarray, center_colours: np.ndarray, center_alpha: np.ndarray) -> None:
         """Samples at xy [n, 2] with hex colours [n] and opacity (scalar or [n]); centers at center_xy [m, 2] likewise.
 
         The widget's points are set directly, in its normalised coordinates: one scale for both
-        axes (a map's aspect ratio means something), the colour category in column 2, size 0/1
-        (sample/center) in column 3.
+        axes (a map's aspect ratio means something) and one frame across draws until
+        :meth:`reset_frame` (it grows to hold every epoch drawn), the colour category in column 2,
+        size 0/1 (sample/center) in column 3.
         """
         n, m = len(xy), len(center_xy)
         self.n_samples = n
@@ -90,7 +96,11 @@ class PointCanvas:
         points = np.concatenate([np.asarray(xy, np.float64).reshape(n, 2), np.asarray(center_xy, np.float64).reshape(m, 2)])
         codes, table = _rgba(np.concatenate([colours, center_colours]), np.concatenate([alpha, center_alpha]))
         if len(points):
+            # one frame for every epoch (it only grows), so a class that contracts looks smaller, as it is
             low, high = points.min(0), points.max(0)
+            if self._frame is not None:
+                low, high = np.minimum(low, self._frame[0]), np.maximum(high, self._frame[1])
+            self._frame = (low, high)
             self._middle, self._half = (low + high) / 2, float(max((high - low).max() / 2, 1e-9)) * 1.04
         ndc = (points - self._middle) / self._half
         kind = np.r_[np.zeros(n), np.ones(m)]

@@ -414,8 +414,15 @@ def test_large_maps_are_drawn_by_jupyter_scatter_with_the_same_colours_and_event
     view.canvas.widget.selection = np.array([1, 2, 4])
     assert state.selection == [int(rows[i]) for i in (1, 2, 4)]
     state.epoch = 1
-    assert not np.array_equal(np.asarray(view.canvas.widget.points)[:n, :2], points[:n, :2])
+    moved = np.asarray(view.canvas.widget.points)
+    assert not np.array_equal(moved[:n, :2], points[:n, :2])
     assert "Drawn by jupyter-scatter" in view.caption.value
+    # one frame for every epoch: the map's coordinates map to the canvas by the same scale as before (or a larger one)
+    later = state.layout().points[rows]
+    scale_before = np.ptp(points[:n, 0]) / np.ptp(xy[:, 0])
+    scale_now = np.ptp(moved[:n, 0]) / np.ptp(later[:, 0])
+    assert scale_now <= scale_before * (1 + 1e-5)
+    assert np.abs(moved[:, :2]).max() <= 1.0
     state.split = "test"  # 160 points: above the patched threshold still
     assert view.large and len(view.canvas.widget.points) == 160 + m
     monkeypatch.setattr(map_view, "LARGE_MAP_ABOVE", 200)
