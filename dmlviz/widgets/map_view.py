@@ -303,7 +303,7 @@ class MapView(widgets.VBox):
         return int(snap.center_classes[int(np.argmax(owning))])
 
     def _center_look(self, snap: Any, layout: Any) -> dict[str, Any] | None:
-        """Where and how each center is drawn: xy [m, 2], hex colours, sizes, symbols, owning, hover text, classes; None without centers."""
+        """Where and how each center is drawn: xy [m, 2], hex colours, sizes, symbols, owning, classes, and what :meth:`_center_text` needs; None without centers."""
         if not snap.centers.size:
             return None
         xy = layout.centers.reshape(-1, 2)
@@ -313,15 +313,7 @@ class MapView(widgets.VBox):
         owned = center_counts(snap.assignments, snap.labels, snap.center_classes, k).ravel()
         owning = layout.owning.ravel() if layout.owning is not None else owned > 0
         groups = center_groups(snap.centers, eps=snap.eps)
-        names = np.asarray(snap.class_names)
         learned = snap.centers_kind == "learned"
-        what = "center" if learned else "class mean"
-        text = []
-        for row, c, i, o, own in zip(np.repeat(np.arange(n_classes), k), classes, index, owned, owning):
-            mates = [int(j) for j in np.flatnonzero(groups[row] == groups[row, i]) if j != i]
-            merged = f" · merged with {what}s {', '.join(map(str, mates))} (closer than ε = {snap.eps:g}): drawn as one" if mates else ""
-            where = "drawn at the mean position of the samples it owns" if own else "owns no sample: drawn hollow at its most similar sample"
-            text.append(f"class {names[c]} · {what} {i} · owns {o} probe samples{merged} · {where}")
         # centers wear class colours only while the samples do; otherwise the colours would be misread
         colours = colour_array(classes, len(snap.class_names))
         mode = self.state.color_by
@@ -335,8 +327,21 @@ class MapView(widgets.VBox):
         sizes = np.where(classes == selected, 18, 12) if selected >= 0 else np.full(len(classes), 12)
         sizes = np.where(owning, sizes, sizes - 1)
         symbol = np.where(owning, "diamond" if learned else "x", "diamond-open" if learned else "x-open")
-        return dict(xy=xy, colours=colours, sizes=sizes, symbols=symbol, owning=np.asarray(owning, dtype=bool), text=text,
-                    classes=classes, learned=learned)
+        return dict(xy=xy, colours=colours, sizes=sizes, symbols=symbol, owning=np.asarray(owning, dtype=bool),
+                    classes=classes, index=index, owned=owned, groups=groups, learned=learned, names=snap.class_names, eps=snap.eps)
+
+    @staticmethod
+    def _center_text(look: dict[str, Any], j: int) -> str:
+        """The hover text of center ``j`` (row-major over classes × K) of a :meth:`_center_look`."""
+        k = look["groups"].shape[1]
+        row, i = divmod(int(j), k)
+        groups = look["groups"]
+        what = "center" if look["learned"] else "class mean"
+        mates = [int(m) for m in np.flatnonzero(groups[row] == groups[row, i]) if m != i]
+        merged = f" · merged with {what}s {', '.join(map(str, mates))} (closer than ε = {look['eps']:g}): drawn as one" if mates else ""
+        where = ("drawn at the mean position of the samples it owns" if look["owning"][j]
+                 else "owns no sample: drawn hollow at its most similar sample")
+        return f"class {look['names'][look['classes'][j]]} · {what} {i} · owns {look['owned'][j]} probe samples{merged} · {where}"
 
     def _draw_centers(self, snap: Any, layout: Any) -> None:
         trace = self.figure.data[1]
@@ -347,7 +352,7 @@ class MapView(widgets.VBox):
             return
         xy, owning = look["xy"], look["owning"]
         trace.update(
-            x=xy[:, 0], y=xy[:, 1], text=look["text"], name="centers (learned)" if look["learned"] else "class means (this loss has no centers)",
+            x=xy[:, 0], y=xy[:, 1], text=[self._center_text(look, j) for j in range(len(xy))], name="centers (learned)" if look["learned"] else "class means (this loss has no centers)",
             marker=dict(color=look["colours"].tolist(), size=look["sizes"].tolist(), symbol=look["symbols"].tolist(),
                         opacity=np.where(owning, 1.0, 0.85).tolist()),
         )
@@ -355,7 +360,7 @@ class MapView(widgets.VBox):
     def _caption(self, snap: Any, layout: Any, look: dict[str, Any] | None) -> None:
         """Below the map: how many centers own nothing and how centers are placed."""
         self._center_classes = np.array([], dtype=np.int64) if look is None else look["classes"]
-        self._center_text = [] if look is None else look["text"]
+        self._look = look  # hover texts of the large map are made when a center is hovered
         if look is None:
             self.caption.value = ""
             return
@@ -513,8 +518,8 @@ class MapView(widgets.VBox):
     def _on_canvas_hover(self, index: int) -> None:
         if index < len(self._rows):
             self._show_hover(int(self._rows[index]))
-        elif index - len(self._rows) < len(getattr(self, "_center_text", [])):
-            self.hover.value = f'<div style="font-size:12px">{html.escape(self._center_text[index - len(self._rows)])}</div>'
+        elif getattr(self, "_look", None) is not None and index - len(self._rows) < len(self._look["classes"]):
+            self.hover.value = f'<div style="font-size:12px">{html.escape(self._center_text(self._look, index - len(self._rows)))}</div>'
 
     def _on_center_click(self, trace: Any, points: Any, selector: Any) -> None:
         """Clicking a center (or class mean) picks its class for the class inspector."""
