@@ -31,6 +31,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist5k-pairs", help=f"dataset name: {', '.join(sorted(DATASETS))}, imagefolder:PATH, or a features file FILE.npz from `dmlviz features` (default: %(default)s)")
     p.add_argument("--model", default="linear", help=f"model: {', '.join(sorted(MODELS))} (default: %(default)s)")
     p.add_argument("--loss", default="softtriple", help=f"loss: {', '.join(sorted(LOSSES))} (default: %(default)s)")
+    p.add_argument("--regularizer", choices=("mdr",), default=None,
+                   help="add a regularizer to the loss: mdr (Multi-level Distance Regularization; its weights via --param lambda_mdr=0.6 --param nu_mdr=0.01)")
     p.add_argument("--epochs", type=int, default=30, help="epochs to train (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the model (default: %(default)s)")
@@ -96,7 +98,7 @@ def train_config(args: argparse.Namespace) -> Any:
         model_params["channels_last"] = False
     model_params.update(dict(args.model_param))
     return TrainConfig(
-        dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
+        dataset=args.dataset, model=args.model, loss=args.loss, regularizer=args.regularizer, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, center_lr=args.center_lr, embedding_dim=args.embedding_dim, split=args.split,
         test_fraction=args.test_fraction, m_per_class=args.m_per_class, probe_size=args.probe_size, eps=args.eps,
         seed=args.seed, out=args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,

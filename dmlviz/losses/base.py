@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -22,6 +23,8 @@ class DMLLoss(nn.Module):
     """
 
     name: ClassVar[str] = "loss"
+    #: how :meth:`measure` scales embeddings: "unit" (L2-normalised) or "mean_distance" (divided by the batch's mean distance)
+    embedding_scale: str = "unit"
     #: True for losses built on pairs in the batch: they need two classes and a positive pair.
     needs_pairs: ClassVar[bool] = False
     #: Advice shown when the loss turns NaN.
@@ -55,6 +58,18 @@ class DMLLoss(nn.Module):
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named scalar terms of the loss; their sum is the loss."""
         raise NotImplementedError
+
+    def measure(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """The embeddings [B, D] as the loss measures them: unit vectors for a cosine loss (the default).
+
+        A regularizer added to the loss (e.g. MDR) acts on these, and the run records
+        ``embedding_scale`` so that views measure distances in the same space.
+        """
+        return F.normalize(embeddings, dim=1)
+
+    def snapshot_arrays(self) -> dict[str, torch.Tensor]:
+        """Extra state recorded in each epoch's snapshot (e.g. MDR's levels), detached; empty by default."""
+        return {}
 
     def centers(self) -> torch.Tensor | None:
         """Unit-norm centers [C, K, D] (K per class), or None for a loss without centers."""

@@ -6,10 +6,13 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
+from pytorch_metric_learning.distances import LpDistance
 
 from .._validation import check_choice, check_positive_float, check_positive_int
 from .base import DMLLoss
+from .distances import mean_distance_scaled
 from .registry import register
+from .sampling import distance_weighted_triplets
 
 
 class _PMLLoss(DMLLoss):
@@ -36,18 +39,61 @@ class _ProxyLoss(_PMLLoss):
 
 @register("triplet")
 class Triplet(_PMLLoss):
-    """Triplet margin loss on triplets mined in the batch: ``mining`` = "semihard" (default) or "hard" (batch-hard)."""
+    """Triplet margin loss max(0, d(a,p) − d(a,n) + margin) on triplets chosen in the batch.
+
+    ``mining``: "semihard" (default), "hard" (batch-hard), "all" (pytorch-metric-learning's miners
+    and loss, averaged over the non-zero triplets), or "distance": distance-weighted sampling
+    (Wu et al. 2017) as in the MDR authors' code: every positive pair once with one negative
+    drawn by weight (``cutoff`` 0.5, ``nonzero_loss_cutoff`` 1.4), torch's triplet loss averaged
+    over all those triplets.
+    ``scale``: "unit" measures Euclidean distances between L2-normalised embeddings; "mean_distance"
+    divides the batch by its mean pairwise distance instead (MDR's "learning without L2 norm").
+    The MDR paper's setting: margin=0.2, mining="distance", scale="mean_distance", regularizer="mdr".
+    """
 
     name = "triplet"
     needs_pairs = True
 
-    def __init__(self, num_classes: int, embedding_dim: int, margin: float = 0.1, mining: str = "semihard") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        margin: float = 0.1,
+        mining: str = "semihard",
+        scale: str = "unit",
+        cutoff: float = 0.5,
+        nonzero_loss_cutoff: float = 1.4,
+    ) -> None:
         margin = check_positive_float("margin", margin, example=0.1)
-        check_choice("mining", mining, ("semihard", "hard", "all"))
-        miner = pml_miners.BatchHardMiner() if mining == "hard" else pml_miners.TripletMarginMiner(margin=margin, type_of_triplets=mining)
-        super().__init__(num_classes, embedding_dim, pml_losses.TripletMarginLoss(margin=margin), miner)
-        self.margin, self.mining = margin, mining
-        self.hparams = dict(margin=margin, mining=mining)
+        check_choice("mining", mining, ("semihard", "hard", "all", "distance"))
+        check_choice("scale", scale, ("unit", "mean_distance"))
+        cutoff = check_positive_float("cutoff", cutoff, example=0.5)
+        nonzero_loss_cutoff = check_positive_float("nonzero_loss_cutoff", nonzero_loss_cutoff, example=1.4)
+        distance = LpDistance(normalize_embeddings=False)  # compute() hands the loss measured embeddings
+        if mining == "hard":
+            miner = pml_miners.BatchHardMiner(distance=distance)
+        elif mining == "distance":
+            miner = None
+        else:
+            miner = pml_miners.TripletMarginMiner(margin=margin, type_of_triplets=mining, distance=distance)
+        super().__init__(num_classes, embedding_dim, pml_losses.TripletMarginLoss(margin=margin, distance=distance), miner)
+        self.margin, self.mining, self.embedding_scale = margin, mining, scale
+        self.cutoff, self.nonzero_loss_cutoff = cutoff, nonzero_loss_cutoff
+        self.hparams = dict(margin=margin, mining=mining, scale=scale, cutoff=cutoff, nonzero_loss_cutoff=nonzero_loss_cutoff)
+
+    def measure(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Unit vectors, or the batch divided by its mean pairwise distance (``scale="mean_distance"``)."""
+        return mean_distance_scaled(embeddings) if self.embedding_scale == "mean_distance" else F.normalize(embeddings, dim=1)
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The triplet loss of the batch, measured as ``scale`` says."""
+        x = self.measure(embeddings)
+        if self.mining != "distance":
+            return {"loss": self.loss(x, labels, self.miner(x, labels))}
+        anchors, positives, negatives = distance_weighted_triplets(
+            x, labels, cutoff=self.cutoff, nonzero_loss_cutoff=self.nonzero_loss_cutoff
+        )
+        return {"loss": F.triplet_margin_loss(x[anchors], x[positives], x[negatives], margin=self.margin)}
 
     def center_parameters(self) -> list[torch.nn.Parameter]:
         """No centers."""

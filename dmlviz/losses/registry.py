@@ -24,13 +24,21 @@ def register(name: str) -> Callable[[T], T]:
     return decorate
 
 
-def build(name: str, num_classes: int, embedding_dim: int, **params: Any) -> Any:
-    """Build the loss registered as ``name`` for ``num_classes`` classes and ``embedding_dim``-d embeddings."""
+def build(name: str, num_classes: int, embedding_dim: int, *, regularizer: str | None = None, **params: Any) -> Any:
+    """Build the loss registered as ``name`` for ``num_classes`` classes and ``embedding_dim``-d embeddings.
+
+    ``regularizer="mdr"`` adds MDR to it (see :class:`~dmlviz.losses.regularized.Regularized`);
+    its parameters (``lambda_mdr``, ``nu_mdr``, ``mdr_momentum``) come with the loss's in ``params``.
+    """
+    from .regularized import Regularized, split_regularizer_params
+
     if not isinstance(name, str) or name not in LOSSES:
         raise unknown_name_error("loss", name, LOSSES)
+    params, reg_params = split_regularizer_params(regularizer, params)
     cls = LOSSES[name]
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes", "embedding_dim")]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise TypeError(f"loss {name!r} does not take {unknown}; it accepts {accepted}")
-    return cls(num_classes, embedding_dim, **params)
+    loss = cls(num_classes, embedding_dim, **params)
+    return loss if regularizer is None else Regularized(loss, regularizer, **reg_params)

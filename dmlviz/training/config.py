@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._validation import check_positive_float, check_positive_int
+from .._validation import check_choice, check_positive_float, check_positive_int
 
 #: largest probe_size accepted (the probe is recorded every epoch)
 PROBE_MAX_SIZE = 100_000
@@ -44,6 +44,7 @@ class TrainConfig:
     dataset: Any = "mnist5k-pairs"
     model: Any = "linear"
     loss: Any = "softtriple"
+    regularizer: str | None = None
     epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
@@ -95,6 +96,10 @@ class TrainConfig:
                 raise TypeError(f"{name} must be a dict of options, e.g. {example}, got {value!r}")
         if not isinstance(self.loss_params, dict):
             raise TypeError(f"loss_params must be a dict of loss parameters, e.g. {{'tau': 0.2}}, got {self.loss_params!r}")
+        if self.regularizer is not None:
+            from ..losses import REGULARIZERS
+
+            check_choice("regularizer", self.regularizer, tuple(REGULARIZERS))
         if self.nmi not in NMI_METHODS:
             raise ValueError(f"nmi must be 'auto', 'kmeans', 'minibatch' or 'off', got {self.nmi!r}")
         self.nmi_every = check_positive_int("nmi_every", self.nmi_every)

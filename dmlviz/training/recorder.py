@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -114,6 +114,7 @@ class Capture:
     centers: torch.Tensor | None  # [C, K, D] float32, CPU (learned centers), or None
     seconds: float
     test_on_device: torch.Tensor | None = None  # [n_test, D] unit vectors left on the GPU for the retrieval metrics
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # the loss's snapshot_arrays (e.g. MDR's levels)
 
 
 class Recorder:
@@ -216,7 +217,8 @@ class Recorder:
             learned = learned.float().cpu()
             if not torch.isfinite(learned).all():
                 raise FloatingPointError(f"the loss's centers became NaN or inf during epoch {epoch}")
-        return Capture(epoch, raw, learned, time.perf_counter() - start, test_on_device)
+        extras = {name: value.float().cpu().numpy() for name, value in loss.snapshot_arrays().items()}
+        return Capture(epoch, raw, learned, time.perf_counter() - start, test_on_device, extras)
 
     def record(self, epoch: int, model: torch.nn.Module, loss: DMLLoss, train_stats: dict[str, float]) -> dict[str, Any]:
         """Write epoch_NNNN.npz and the epoch's metrics row; return the row."""
@@ -255,6 +257,7 @@ class Recorder:
                 "assignments": assignments.astype(np.int64),
                 "effective_k": stored_k,
                 "eps": np.float64(self.eps),
+                **capture.extras,
             },
         )
         row: dict[str, Any] = {"epoch": epoch, **train_stats}

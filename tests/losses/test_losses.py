@@ -69,7 +69,7 @@ def test_triplet_mining_option():
 OTHER_VALUES = {
     "softtriple": dict(centers_per_class=3, la=10.0, gamma=0.2, tau=0.1, margin=0.02),
     "softmax": dict(la=10.0, margin=0.02),
-    "triplet": dict(margin=0.3, mining="hard"),
+    "triplet": dict(margin=0.3, mining="distance", scale="mean_distance", cutoff=0.4, nonzero_loss_cutoff=1.3),
     "multisimilarity": dict(alpha=1.0, beta=40.0, base=0.4, epsilon=0.2),
     "circle": dict(m=0.3, gamma=64.0),
     "proxynca": dict(softmax_scale=2.0),

@@ -1,0 +1,87 @@
+"""A loss plus a regularizer on its embeddings: ``Regularized(triplet, "mdr")`` = triplet + λ·MDR + ν·Σ level²."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._validation import check_choice, check_positive_float
+from .base import DMLLoss
+from .mdr import MDR
+
+#: regularizers by name and the loss parameters that belong to them (with defaults)
+REGULARIZERS: dict[str, dict[str, float]] = {"mdr": {"lambda_mdr": 0.6, "nu_mdr": 0.01, "mdr_momentum": 0.9}}
+
+
+class Regularized(DMLLoss):
+    """``base`` loss + a regularizer on the embeddings as ``base`` measures them (:meth:`DMLLoss.measure`).
+
+    ``"mdr"``: total = base + ``lambda_mdr``·MDR + ``nu_mdr``·Σ level² (the MDR authors' ``run.py``);
+    the paper's λ is 0.6 (CUB), 0.2 (Cars), 0.1 (SOP), ν = 0.01. Terms: the base loss's, "mdr" and
+    "mdr_levels" (both weighted). Centers are the base loss's; the levels train at the model's lr.
+    """
+
+    def __init__(
+        self, base: DMLLoss, regularizer: str = "mdr", *, lambda_mdr: float = 0.6, nu_mdr: float = 0.01, mdr_momentum: float = 0.9
+    ) -> None:
+        if not isinstance(base, DMLLoss):
+            raise TypeError(f"base must be a DMLLoss, got {type(base).__name__}")
+        if isinstance(base, Regularized):
+            raise ValueError(f"the loss already has regularizer {base.regularizer!r}; add one regularizer")
+        check_choice("regularizer", regularizer, tuple(REGULARIZERS))
+        super().__init__(base.num_classes, base.embedding_dim)
+        self.base, self.regularizer = base, regularizer
+        self.lambda_mdr = check_positive_float("lambda_mdr", lambda_mdr, allow_zero=True, example=0.6)
+        self.nu_mdr = check_positive_float("nu_mdr", nu_mdr, allow_zero=True, example=0.01)
+        self.mdr = MDR(momentum=mdr_momentum)
+        self.needs_pairs = base.needs_pairs
+        self.nan_hint = base.nan_hint
+        self.embedding_scale = base.embedding_scale
+        self.hparams = {**base.hparams, "lambda_mdr": self.lambda_mdr, "nu_mdr": self.nu_mdr, "mdr_momentum": self.mdr.momentum}
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The base loss's name and the regularizer's, e.g. "triplet+mdr"."""
+        return f"{self.base.name}+{self.regularizer}"
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The base loss's terms, then "mdr" (λ·MDR) and "mdr_levels" (ν·Σ level²)."""
+        parts = dict(self.base.compute(embeddings, labels))
+        parts["mdr"] = self.lambda_mdr * self.mdr(self.base.measure(embeddings))
+        parts["mdr_levels"] = self.nu_mdr * self.mdr.level_penalty()
+        return parts
+
+    def measure(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """As the base loss measures them."""
+        return self.base.measure(embeddings)
+
+    def snapshot_arrays(self) -> dict[str, torch.Tensor]:
+        """MDR's levels [3] and running mean and std (0-d), in the units of the measured distances."""
+        return {
+            **self.base.snapshot_arrays(),
+            "mdr_levels": self.mdr.levels.detach(),
+            "mdr_running_mean": self.mdr.running_mean.detach(),
+            "mdr_running_std": self.mdr.running_std.detach(),
+        }
+
+    def centers(self) -> torch.Tensor | None:
+        """The base loss's centers."""
+        return self.base.centers()
+
+    def center_parameters(self) -> list[torch.nn.Parameter]:
+        """The base loss's centers or proxies (MDR's levels train with the loss group)."""
+        return self.base.center_parameters()
+
+
+def split_regularizer_params(regularizer: str | None, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(loss parameters, regularizer parameters) of ``params``; a regularizer parameter without its regularizer is an error."""
+    own = {name for names in REGULARIZERS.values() for name in names}
+    if regularizer is None:
+        stray = sorted(set(params) & own)
+        if stray:
+            raise ValueError(f"{stray} are parameters of regularizer='mdr'; pass regularizer='mdr' (--regularizer mdr) to use them")
+        return dict(params), {}
+    check_choice("regularizer", regularizer, tuple(REGULARIZERS))
+    mine = set(REGULARIZERS[regularizer])
+    return {k: v for k, v in params.items() if k not in mine}, {k: v for k, v in params.items() if k in mine}
