@@ -13,6 +13,7 @@ import ipywidgets as widgets
 
 from ..runs import Run, load_run
 from .class_view import ClassInspector
+from .distance_view import DistanceView
 from .map_view import MapView
 from .merge_view import MergeTimeline
 from .metrics_view import MetricsView
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 class Explorer(widgets.VBox):
-    """The whole explorer for one run: map, neighbours, class inspector, merge timeline, metrics.
+    """The whole explorer for one run: map, neighbours, class inspector, pair distances, merge timeline, metrics.
 
     ``Explorer(run)`` (a Run or a path) displays itself in a notebook. ``watch`` seconds > 0 polls a
     run that is still being written and picks up new epochs (stops when the run ends).
@@ -40,9 +41,11 @@ class Explorer(widgets.VBox):
         self.classes = ClassInspector(self.state)
         self.merge = MergeTimeline(self.state)
         self.metrics = MetricsView(self.state)
-        side = widgets.Tab(children=[self.neighbors, self.classes], layout=widgets.Layout(width="44%", min_width="360px"))
+        self.distances = DistanceView(self.state)
+        side = widgets.Tab(children=[self.neighbors, self.classes, self.distances], layout=widgets.Layout(width="44%", min_width="360px"))
         side.set_title(0, "Neighbours")
         side.set_title(1, "Class inspector")
+        side.set_title(2, "Distances")
         self.side = side
         self.state.observe(lambda c: side.set_trait("selected_index", 1), "selected_class")
         self.state.observe(lambda c: side.set_trait("selected_index", 0) if c["new"] >= 0 else None, "selected_sample")

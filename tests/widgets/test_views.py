@@ -428,3 +428,40 @@ def test_large_maps_are_drawn_by_jupyter_scatter_with_the_same_colours_and_event
     monkeypatch.setattr(map_view, "LARGE_MAP_ABOVE", 200)
     state.split = "train"
     assert not view.large and view.plot_area.children == (view.figure,) and len(view.figure.data[0].x) == 160
+
+
+def test_distance_view_separates_pairs_after_training_and_not_before(small_run):
+    from dmlviz.widgets.distance_view import DistanceView
+
+    state = ExplorerState(small_run)
+    view = DistanceView(state)
+    pos, neg = view.figure.data[0], view.figure.data[1]
+    assert sum(pos.y) == pytest.approx(1.0) and sum(neg.y) == pytest.approx(1.0)
+    overlap, auc = view.scores(3)
+    overlap0, auc0 = view.scores(0)
+    assert auc > auc0 and overlap < overlap0  # training separates the classes (SoftTriple, 3 epochs)
+    assert "chance 0.5" in view.summary.value and f"{auc:.3f}" in view.summary.value
+    assert view.figure.data[2].visible is False  # no MDR levels for SoftTriple
+    state.split = "test"
+    assert "held-out probe samples" in view.summary.value
+    state.epoch = 0
+    assert f"<b>{view.scores(0, 'test')[1]:.3f}</b>" in view.summary.value.split("·")[1]
+
+
+def test_distance_view_draws_mdr_levels_in_their_units(small_synthetic, tmp_path):
+    from dmlviz.widgets.distance_view import DistanceView
+
+    run = dmlviz.train(small_synthetic, "linear", "triplet", regularizer="mdr", mining="distance", margin=0.2, scale="mean_distance",
+                       epochs=2, batch_size=32, embedding_dim=8, split="samples", out=tmp_path / "mdr", progress=False)
+    state = ExplorerState(run)
+    view = DistanceView(state)
+    levels = run.arrays(2, "mdr_levels")["mdr_levels"]
+    drawn = sorted(s.x0 for s in view.figure.layout.shapes if s.yref == "y domain")
+    np.testing.assert_allclose(drawn, np.sort(levels), rtol=1e-6)
+    assert view.figure.data[2].visible is True and len([x for x in view.figure.data[2].x if x is not None]) == 3 * 3
+    assert "MDR's units" in view.figure.layout.xaxis2.title.text and "running mean" in view.how.value
+
+
+def test_explorer_has_a_distances_tab(small_run):
+    explorer = Explorer(small_run, watch=0)
+    assert [explorer.side.get_title(i) for i in range(3)] == ["Neighbours", "Class inspector", "Distances"]

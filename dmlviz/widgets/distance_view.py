@@ -1,0 +1,137 @@
+"""Distance view: positive and negative pair distances on the probe per epoch, their overlap, and MDR's levels."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..eval.distances import MAX_POINTS, histogram_overlap, measured, pair_distances, sample_rows, separation_auc, shared_bins
+from .figure import FigureWidget, plotly_code, resync_on_render
+from .state import ExplorerState, after_the_map
+
+POSITIVE, NEGATIVE, LEVEL = "#2ca02c", "#d62728", "#1f77b4"
+SCALES = {
+    "unit": "Euclidean distances between the L2-normalised embeddings (as the loss measured them)",
+    "mean_distance": "Euclidean distances between the embeddings divided by their mean pairwise distance (as the loss measured them: MDR's “learning without L2 norm”)",
+}
+
+
+class DistanceView(widgets.VBox):
+    """Histograms of positive-pair and negative-pair distances at the shared epoch and split; for a run
+    with MDR the x axis is in its levels' units and the levels are drawn, with their path over epochs below."""
+
+    def __init__(self, state: ExplorerState, max_points: int = MAX_POINTS, bins: int = 60) -> None:
+        self.state, self.max_points, self.bins = state, max_points, bins
+        self._cache: dict[tuple[int, str], dict[str, Any]] = {}
+        self.summary = widgets.HTML()
+        self.summary.add_class("dmlviz-distance-summary")
+        self.how = widgets.HTML()
+        figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
+        for name, colour in (("positive pairs (same class)", POSITIVE), ("negative pairs", NEGATIVE)):
+            figure.add_trace(go.Scatter(mode="lines", line=dict(color=colour, shape="hvh", width=1.5), fill="tozeroy", name=name,
+                                        hovertemplate="%{x:.3f}: %{y:.3f}<extra>" + name + "</extra>"), row=1, col=1)
+        figure.add_trace(go.Scatter(mode="lines+markers", line=dict(color=LEVEL), marker=dict(size=4), name="MDR levels over epochs",
+                                    hovertemplate="level %{x:.3f} at epoch %{y}<extra></extra>"), row=2, col=1)
+        figure.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=30), legend=dict(orientation="h", y=1.12, font=dict(size=10)),
+                             title=dict(text="pair distances on the probe", font=dict(size=13)))
+        figure.update_yaxes(title_text="fraction of pairs", row=1, col=1)
+        figure.update_yaxes(title_text="epoch", row=2, col=1)
+        self.figure: Any = figure
+        state.observe(lambda c: self._reset(), ["run"])
+        state.observe(lambda c: self.refresh(), ["epochs", "split"])
+        state.observe(after_the_map(self.refresh), "epoch")
+        self.refresh()  # the first frame goes into the figure the widget is made from (see figure.py)
+        self.figure = FigureWidget(figure)
+        resync_on_render(self.figure, self.refresh)
+        super().__init__([plotly_code(), self.summary, self.figure, self.how])
+        self.add_class("dmlviz-distances")
+
+    def _reset(self) -> None:
+        self._cache.clear()
+        self.refresh()
+
+    @property
+    def embedding_scale(self) -> str:
+        """How the run's loss measured distances ("unit" or "mean_distance")."""
+        run = self.state.run
+        return str(run.config.get("embedding_scale", "unit")) if run is not None else "unit"
+
+    def distances(self, epoch: int, split: str | None = None) -> dict[str, Any]:
+        """{positive, negative, units, levels, mean, std, rows} of one epoch on the probe rows of ``split``."""
+        split = self.state.split if split is None else split
+        key = (int(epoch), split)
+        if key not in self._cache:
+            run = self.state.run
+            snap = self.state.snapshot(epoch)
+            mask = None if split == "all" else snap.split == split
+            rows = sample_rows(snap.labels, mask, self.max_points, seed=0)
+            x = measured(snap.embeddings[rows], snap.norms[rows], self.embedding_scale)
+            levels = mean = std = None
+            if run is not None and run.config.get("regularizer") == "mdr":
+                extra = run.arrays(epoch, "mdr_levels", "mdr_running_mean", "mdr_running_std")
+                levels, mean, std = extra["mdr_levels"], float(extra["mdr_running_mean"]), float(extra["mdr_running_std"])
+            pairs = pair_distances(x, snap.labels[rows], running_mean=mean, running_std=std)
+            self._cache[key] = dict(positive=pairs.positive, negative=pairs.negative, units=pairs.units, levels=levels,
+                                    mean=mean, std=std, rows=len(rows))
+        return self._cache[key]
+
+    def scores(self, epoch: int, split: str | None = None) -> tuple[float, float]:
+        """(overlap of the two histograms, separation AUC) at ``epoch``."""
+        d = self.distances(epoch, split)
+        bins = shared_bins(d["positive"], d["negative"], count=self.bins)
+        return histogram_overlap(d["positive"], d["negative"], bins), separation_auc(d["positive"], d["negative"])
+
+    def refresh(self) -> None:
+        """Redraw for the state's epoch and split."""
+        state = self.state
+        if state.run is None or not state.epochs:
+            self.summary.value = "no epoch recorded yet"
+            return
+        epoch, first = state.epoch, state.epochs[0]
+        d = self.distances(epoch)
+        pos, neg = d["positive"], d["negative"]
+        bins = shared_bins(pos, neg, *( [np.asarray(d["levels"])] if d["levels"] is not None else []), count=self.bins)
+        centres = 0.5 * (bins[1:] + bins[:-1])
+        fractions = [np.histogram(v, bins=bins)[0] / max(len(v), 1) for v in (pos, neg)]
+        overlap, auc = self.scores(epoch)
+        overlap0, auc0 = self.scores(first)
+        path_x: list[float | None] = []
+        path_y: list[int | None] = []
+        shapes = []
+        if d["levels"] is not None:
+            table = np.stack([np.asarray(self.state.run.arrays(e, "mdr_levels")["mdr_levels"], dtype=float) for e in state.epochs])
+            for k in range(table.shape[1]):
+                path_x += [*table[:, k].tolist(), None]
+                path_y += [*state.epochs, None]
+            for level in np.asarray(d["levels"], dtype=float):
+                shapes.append(dict(type="line", xref="x", yref="y domain", x0=level, x1=level, y0=0, y1=1, line=dict(color=LEVEL, width=2, dash="dash")))
+            shapes.append(dict(type="line", xref="x2 domain", yref="y2", x0=0, x1=1, y0=epoch, y1=epoch, line=dict(color="#d62728", width=1, dash="dot")))
+        with self.figure.batch_update():
+            for trace, values in zip(self.figure.data[:2], fractions):
+                trace.x, trace.y = centres.tolist(), values.tolist()
+            self.figure.data[2].x, self.figure.data[2].y = path_x, path_y
+            self.figure.data[2].visible = d["levels"] is not None
+            self.figure.layout.shapes = shapes
+            units = "(d − running mean) / running std, MDR's units" if d["units"] == "mdr" else "distance"
+            self.figure.layout.xaxis2.title.text = units
+        where = {"all": "all probe samples", "train": "training-split probe samples", "test": "held-out probe samples"}[state.split]
+        self.summary.value = (
+            f'<div style="font-size:12px">epoch {epoch}, {where}: overlap of the two histograms <b>{_fmt(overlap)}</b> '
+            f"(1 = indistinguishable; epoch {first}: {_fmt(overlap0)}) · separation AUC <b>{_fmt(auc)}</b> "
+            f"(P[a positive pair is closer than a negative pair]; chance 0.5; epoch {first}: {_fmt(auc0)})</div>"
+        )
+        how = f"{d['rows']:,} probe samples" + (f" (a fixed random {self.max_points:,} of them)" if d["rows"] >= self.max_points else "")
+        how += f", {len(pos):,} positive and {len(neg):,} negative pairs; {SCALES.get(self.embedding_scale, self.embedding_scale)}"
+        if d["levels"] is not None:
+            how += (f"; then standardised by MDR's running mean {d['mean']:.3f} and std {d['std']:.3f} of epoch {epoch} "
+                    "(taken over training batches); dashed lines: its three learned levels")
+        self.how.value = f'<div style="font-size:11px;color:#555">{html.escape(how)}</div>'
+
+
+def _fmt(value: float) -> str:
+    return "–" if value != value else f"{value:.3f}"

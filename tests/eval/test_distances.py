@@ -1,0 +1,55 @@
+"""Pair-distance distributions: overlap, separation AUC, the embeddings as the loss measured them."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from dmlviz.eval.distances import histogram_overlap, measured, pair_distances, sample_rows, separation_auc, shared_bins
+
+
+def test_separation_auc_equals_the_roc_auc_of_closeness():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(0.8, 0.2, 500), rng.normal(1.2, 0.3, 900)
+    pos[:20] = neg[:20]  # ties count half
+    expected = roc_auc_score(np.r_[np.ones(500), np.zeros(900)], -np.r_[pos, neg])
+    assert separation_auc(pos, neg) == pytest.approx(expected, abs=1e-12)
+    assert separation_auc(pos, pos) == pytest.approx(0.5)
+    assert np.isnan(separation_auc(pos, np.array([])))
+
+
+def test_overlap_is_one_for_the_same_distribution_and_zero_apart():
+    values = np.linspace(0, 1, 100)
+    bins = shared_bins(values, values + 5)
+    assert histogram_overlap(values, values, bins) == pytest.approx(1.0)
+    assert histogram_overlap(values, values + 5, bins) == 0.0
+
+
+def test_pair_distances_split_same_and_other_class_pairs_and_standardise():
+    x = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+    labels = np.array([0, 0, 1])
+    pairs = pair_distances(x, labels)
+    np.testing.assert_allclose(pairs.positive, [5.0])
+    np.testing.assert_allclose(np.sort(pairs.negative), [1.0, np.sqrt(9 + 9)])
+    standard = pair_distances(x, labels, running_mean=1.0, running_std=2.0)
+    assert standard.units == "mdr" and standard.positive[0] == pytest.approx(2.0)
+
+
+def test_measured_embeddings_follow_the_runs_embedding_scale():
+    rng = np.random.default_rng(1)
+    raw = rng.normal(size=(30, 4)) * 5
+    norms = np.linalg.norm(raw, axis=1)
+    unit = raw / norms[:, None]
+    np.testing.assert_allclose(measured(unit, norms, "unit"), unit)
+    scaled = measured(unit, norms, "mean_distance")
+    d = np.linalg.norm(scaled[:, None] - scaled[None], axis=2)
+    assert d[~np.eye(30, dtype=bool)].mean() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="embedding_scale must be 'unit' or 'mean_distance', got 'raw'"):
+        measured(unit, norms, "raw")
+
+
+def test_sample_rows_is_a_fixed_subset():
+    labels = np.arange(5000) % 7
+    a, b = sample_rows(labels, max_points=100), sample_rows(labels, max_points=100)
+    np.testing.assert_array_equal(a, b)
+    assert len(a) == 100 and np.all(np.diff(a) > 0)
+    assert len(sample_rows(labels, labels == 3, max_points=10_000)) == (labels == 3).sum()
