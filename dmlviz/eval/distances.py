@@ -1,8 +1,9 @@
 """Distributions of pairwise distances on the probe: positive vs negative pairs, their overlap and separation.
 
 Distances are measured as the loss measured them (``embedding_scale`` in run.json): between
-unit vectors ("unit"), or between raw embeddings divided by their mean pairwise distance
-("mean_distance", MDR's "learning without L2 norm"). For a run with MDR they are also given in
+unit vectors ("unit"), between raw embeddings divided by their mean pairwise distance
+("mean_distance", MDR's "learning without L2 norm"), or between raw embeddings ("raw": N-pair,
+cross-entropy). For a run with MDR they are also given in
 the levels' units, (d − running mean) / running std, with the statistics of that epoch.
 """
 
@@ -42,9 +43,11 @@ def measured(embeddings: np.ndarray, norms: np.ndarray, embedding_scale: str = "
     x = np.asarray(embeddings, dtype=np.float64)
     if embedding_scale == "unit":
         return x
-    if embedding_scale != "mean_distance":
-        raise ValueError(f"embedding_scale must be 'unit' or 'mean_distance', got {embedding_scale!r}")
+    if embedding_scale not in ("mean_distance", "raw"):
+        raise ValueError(f"embedding_scale must be 'unit', 'mean_distance' or 'raw', got {embedding_scale!r}")
     raw = x * np.asarray(norms, dtype=np.float64)[:, None]
+    if embedding_scale == "raw":
+        return raw
     n = len(raw)
     mean = _distance_matrix(raw)[~np.eye(n, dtype=bool)].mean() if n > 1 else 1.0
     return raw / (mean if mean > 0 else 1.0)

@@ -23,10 +23,12 @@ class DMLLoss(nn.Module):
     """
 
     name: ClassVar[str] = "loss"
-    #: how :meth:`measure` scales embeddings: "unit" (L2-normalised) or "mean_distance" (divided by the batch's mean distance)
+    #: how :meth:`measure` sees embeddings: "unit" (L2-normalised), "mean_distance" (divided by the batch's mean distance) or "raw"
     embedding_scale: str = "unit"
     #: True for losses built on pairs in the batch: they need two classes and a positive pair.
     needs_pairs: ClassVar[bool] = False
+    #: samples of each class in a batch when the trainer chooses m_per_class (pair losses)
+    preferred_m_per_class: ClassVar[int] = 4
     #: Advice shown when the loss turns NaN.
     nan_hint: ClassVar[str] = "lower the learning rate"
 

@@ -146,22 +146,6 @@ class Circle(_PMLLoss):
         return []
 
 
-@register("proxynca")
-class ProxyNCA(_ProxyLoss):
-    """ProxyNCA (Movshovitz-Attias et al., 2017): one proxy per class, ``softmax_scale`` as in pytorch-metric-learning."""
-
-    name = "proxynca"
-
-    def __init__(self, num_classes: int, embedding_dim: int, softmax_scale: float = 1.0) -> None:
-        softmax_scale = check_positive_float("softmax_scale", softmax_scale, example=1.0)
-        super().__init__(
-            check_positive_int("num_classes", num_classes),
-            embedding_dim,
-            pml_losses.ProxyNCALoss(num_classes, embedding_dim, softmax_scale=softmax_scale),
-        )
-        self.hparams = dict(softmax_scale=softmax_scale)
-
-
 @register("proxyanchor")
 class ProxyAnchor(_ProxyLoss):
     """Proxy-Anchor (Kim et al., 2020): margin=0.1, alpha=32, the authors' defaults."""

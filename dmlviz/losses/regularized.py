@@ -36,6 +36,7 @@ class Regularized(DMLLoss):
         self.nu_mdr = check_positive_float("nu_mdr", nu_mdr, allow_zero=True, example=0.01)
         self.mdr = MDR(momentum=mdr_momentum)
         self.needs_pairs = base.needs_pairs
+        self.preferred_m_per_class = base.preferred_m_per_class
         self.nan_hint = base.nan_hint
         self.embedding_scale = base.embedding_scale
         self.hparams = {**base.hparams, "lambda_mdr": self.lambda_mdr, "nu_mdr": self.nu_mdr, "mdr_momentum": self.mdr.momentum}

@@ -95,7 +95,7 @@ def build_setup(config: TrainConfig, *, world_size: int = 1) -> Setup:
     if m_per_class is None and loss_fn.needs_pairs:
         if cfg.batch_size < 4:
             raise ValueError(f"loss {loss_fn.name!r} compares pairs, so batch_size must be >= 4 (2 classes of 2 samples), got {cfg.batch_size}")
-        m_per_class = check_m_per_class(min(4, cfg.batch_size // 2), cfg.batch_size)
+        m_per_class = check_m_per_class(min(loss_fn.preferred_m_per_class, cfg.batch_size // 2), cfg.batch_size)
     net.to(device)
     if device.type == "cuda" and getattr(net, "channels_last", False):
         net.to(memory_format=torch.channels_last)

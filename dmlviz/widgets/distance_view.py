@@ -17,6 +17,7 @@ from .state import ExplorerState, after_the_map
 POSITIVE, NEGATIVE, LEVEL = "#2ca02c", "#d62728", "#1f77b4"
 SCALES = {
     "unit": "Euclidean distances between the L2-normalised embeddings (as the loss measured them)",
+    "raw": "Euclidean distances between the embeddings as the model outputs them (the loss does not normalise them)",
     "mean_distance": "Euclidean distances between the embeddings divided by their mean pairwise distance (as the loss measured them: MDR's “learning without L2 norm”)",
 }
 

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import check_distances
 
 pytestmark = pytest.mark.browser
 
@@ -84,6 +85,21 @@ def test_map_epochs_neighbours_classes_merge(page, page_log, server, browser_run
     z = page.evaluate("document.querySelector('.dmlviz-merge-timeline .js-plotly-plot').data[0].z")
     assert len(z) == 5 and len(z[0]) == 4
     assert page.locator(".dmlviz-metrics .js-plotly-plot").count() == 1
+
+    # the Distances tab draws the positive and negative pairs' histograms at the epoch shown (0), and follows the epoch slider
+    first = check_distances(page)
+    assert first["epoch"] == 0, first["summary"]
+    shot(page, "explorer-distances")
+    handle.focus()
+    page.keyboard.press("End")  # the last epoch, 3
+    page.wait_for_function(
+        "([sel, before]) => { const s = document.querySelector(sel); return s && s.innerText.trim() !== before.trim(); }",
+        arg=[".dmlviz-distances .dmlviz-distance-summary", first["summary"]], timeout=30_000,
+    )
+    last = check_distances(page)
+    assert last["epoch"] == 3 and last["summary"] != first["summary"], last["summary"]
+    assert f"epoch 0: {first['auc']:.3f}" in last["summary"]  # compared with the first epoch
+    shot(page, "explorer-distances-epoch3")
 
     # nothing was fetched from outside this machine, and nothing failed
     record(f"voila explorer: {page_log.requests} requests, {len(page_log.external)} to other hosts, {len(page_log.errors)} console errors")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import stop_process
+from conftest import check_distances, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -128,6 +128,12 @@ def test_explorer_cell_draws_the_map_at_once(page, page_log, lab, small_run, sho
     page.locator(".lm-TabBar-tab", has_text="Class inspector").click()
     page.wait_for_timeout(1500)
     shot(page, "jupyterlab-class-inspector")
+
+    # the Distances tab (also made in a hidden tab) draws the two histograms, with the summary of the last epoch
+    distances = check_distances(page, ".jp-OutputArea-output")
+    assert distances["epoch"] == small_run.last_epoch, distances["summary"]
+    page.wait_for_timeout(300)
+    shot(page, "jupyterlab-distances")
 
     # the UMAP layout replaces PCA when it is ready, still drawn
     page.wait_for_function("document.querySelector('.dmlviz-layout-status').innerText.startsWith('UMAP')", timeout=120_000)

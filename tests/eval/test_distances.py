@@ -43,8 +43,9 @@ def test_measured_embeddings_follow_the_runs_embedding_scale():
     scaled = measured(unit, norms, "mean_distance")
     d = np.linalg.norm(scaled[:, None] - scaled[None], axis=2)
     assert d[~np.eye(30, dtype=bool)].mean() == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="embedding_scale must be 'unit' or 'mean_distance', got 'raw'"):
-        measured(unit, norms, "raw")
+    np.testing.assert_allclose(measured(unit, norms, "raw"), raw)
+    with pytest.raises(ValueError, match="embedding_scale must be 'unit', 'mean_distance' or 'raw', got 'cosine'"):
+        measured(unit, norms, "cosine")
 
 
 def test_sample_rows_is_a_fixed_subset():

@@ -22,6 +22,10 @@ def test_every_loss_trains_and_reports_centers(name):
     value.backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     centers = loss.centers()
+    if name == "crossentropy":  # zero-initialised classifier: no direction before a step
+        assert centers is None
+        torch.optim.SGD(loss.parameters(), lr=0.1).step()
+        centers = loss.centers()
     if centers is None:
         assert loss.needs_pairs and loss.center_parameters() == []
     else:
@@ -72,7 +76,15 @@ OTHER_VALUES = {
     "triplet": dict(margin=0.3, mining="distance", scale="mean_distance", cutoff=0.4, nonzero_loss_cutoff=1.3),
     "multisimilarity": dict(alpha=1.0, beta=40.0, base=0.4, epsilon=0.2),
     "circle": dict(m=0.3, gamma=64.0),
-    "proxynca": dict(softmax_scale=2.0),
+    "proxynca": dict(softmax_scale=2.0, variant="classic"),
+    "proxyncapp": dict(softmax_scale=4.0),
+    "npair": dict(l2_reg=0.002),
+    "margin": dict(margin=0.1, beta=1.0, nu=0.01, cutoff=0.4, nonzero_loss_cutoff=1.3),
+    "contrastive": dict(pos_margin=0.1, neg_margin=0.8, balance=2.0),
+    "ntxent": dict(temperature=0.1, balance=0.5),
+    "smoothap": dict(temperature=0.05),
+    "crossentropy": dict(smoothing=0.2),
+    "cbml": dict(pos_a=0.4, pos_b=0.4, neg_a=0.9, neg_b=0.02, margin=0.2, weight=0.5, hyper_weight=0.2, kind="sqrt", weight_p=0.3, weight_n=0.3),
     "proxyanchor": dict(margin=0.2, alpha=16.0),
 }
 

@@ -1,0 +1,179 @@
+import math
+
+"""The methods of the seeds against their papers' formulas, re-typed here, or against pytorch-metric-learning."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
+
+from dmlviz.losses import build
+from dmlviz.losses.sampling import distance_weighted_triplets
+
+C, D = 6, 12
+
+
+@pytest.fixture
+def batch():
+    torch.manual_seed(0)
+    return torch.randn(24, D, dtype=torch.float64), torch.arange(C).repeat_interleave(4)
+
+
+def _double(loss):
+    return loss.double()
+
+
+def test_proxynca_classic_leaves_the_positive_out(batch):
+    x, y = batch
+    loss = _double(build("proxynca", num_classes=C, embedding_dim=D, variant="classic", softmax_scale=3.0))
+    p = F.normalize(loss.loss.proxies, dim=1)
+    total = 0.0
+    for xi, yi in zip(F.normalize(x, dim=1), y):
+        d = 3.0 * ((xi - p) ** 2).sum(dim=1)
+        others = torch.cat([d[:yi], d[yi + 1 :]])
+        total = total - torch.log(torch.exp(-d[yi]) / torch.exp(-others).sum())
+    assert float(loss(x, y)) == pytest.approx(float(total / len(y)), rel=1e-10)
+
+
+def test_proxyncapp_is_nca_over_all_proxies_at_scale_3(batch):
+    x, y = batch
+    loss = _double(build("proxyncapp", num_classes=C, embedding_dim=D))
+    assert loss.loss.proxies.std() < 0.2  # randn / 8
+    xs, ps = 3 * F.normalize(x, dim=1), 3 * F.normalize(loss.loss.proxies, dim=1)
+    d = torch.cdist(xs, ps) ** 2
+    expected = F.cross_entropy(-d, y)  # ProxyNCA_prob: softmax over all proxies, positive included
+    assert float(loss(x, y)) == pytest.approx(float(expected), rel=1e-8)
+
+
+def test_npair_is_sohns_formula_on_unnormalised_embeddings(batch):
+    x, _ = batch
+    x, y = x[:12], torch.arange(6).repeat_interleave(2)
+    loss = build("npair", num_classes=C, embedding_dim=D, l2_reg=0.02)
+    anchors, positives = x[0::2], x[1::2]
+    logits = anchors @ positives.T
+    sohn = torch.log1p((torch.exp(logits - logits.diag()[:, None]).sum(dim=1) - 1)).mean()
+    expected = sohn + 0.02 * x.pow(2).sum(dim=1).mean()
+    assert float(loss(x, y)) == pytest.approx(float(expected), rel=1e-6)
+    assert loss.preferred_m_per_class == 2 and loss.embedding_scale == "raw"
+
+
+def test_margin_loss_on_distance_weighted_triplets_is_the_papers(batch):
+    x, y = batch
+    loss = _double(build("margin", num_classes=C, embedding_dim=D))
+    with torch.no_grad():
+        loss.loss.beta.copy_(torch.linspace(1.0, 1.4, C))
+    torch.manual_seed(7)
+    value = loss(x, y)
+    torch.manual_seed(7)
+    a, p, n = distance_weighted_triplets(x, y)
+    u = F.normalize(x, dim=1)
+    beta = loss.loss.beta[y[a]]
+    pos = F.relu(0.2 + (u[a] - u[p]).norm(dim=1) - beta)
+    neg = F.relu(0.2 - ((u[a] - u[n]).norm(dim=1) - beta))
+    expected = (pos.sum() + neg.sum()) / ((pos > 0).sum() + (neg > 0).sum())
+    assert float(value) == pytest.approx(float(expected), rel=1e-8)
+    assert loss.snapshot_arrays()["margin_beta"].shape == (C,)
+
+
+def test_contrastive_balance_weighs_the_negative_term(batch):
+    x, y = batch
+    plain = pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0)(x, y)
+    assert float(build("contrastive", num_classes=C, embedding_dim=D)(x, y)) == pytest.approx(float(plain), rel=1e-10)
+    loss = build("contrastive", num_classes=C, embedding_dim=D, balance=3.0)
+    value = loss(x, y)
+    only_pos = pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1e-12)(x, y)  # negatives never violate
+    assert loss.terms["positive"] == pytest.approx(float(only_pos), rel=1e-8)
+    assert float(value) == pytest.approx(float(only_pos) + 3.0 * (float(plain) - float(only_pos)), rel=1e-8)
+
+
+def test_ntxent_with_balance_one_is_pml_and_balance_weighs_the_entropy(batch):
+    x, y = batch
+    ours = build("ntxent", num_classes=C, embedding_dim=D, temperature=0.1)
+    assert float(ours(x, y)) == pytest.approx(float(pml_losses.NTXentLoss(temperature=0.1)(x, y)), rel=1e-8)
+    weighted = build("ntxent", num_classes=C, embedding_dim=D, temperature=0.1, balance=0.5)
+    weighted(x, y)
+    assert weighted.terms["entropy"] == pytest.approx(0.5 * ours.terms["entropy"], rel=1e-10)
+
+
+def _smoothap_reference(x, y, tau=0.01):
+    """The authors' Smooth-AP, re-typed query by query (the query counts as its own first positive)."""
+    u = F.normalize(x, dim=1)
+    s = u @ u.T
+    aps = []
+    for i in range(len(y)):
+        members = (y == y[i]).nonzero().flatten()
+        ap = 0.0
+        for j in members:
+            sig = torch.sigmoid((s[i] - s[i, j]) / tau)
+            sig[j] = 0
+            ap = ap + (1 + sig[members].sum()) / (1 + sig.sum())
+        aps.append(ap / len(members))
+    return 1 - torch.stack(aps).mean()
+
+
+def test_smoothap_is_the_authors_formula_and_pmls_where_pml_is_right(batch):
+    x, y = batch  # 6 classes x 4
+    loss = build("smoothap", num_classes=C, embedding_dim=D)
+    assert float(loss(x, y)) == pytest.approx(float(_smoothap_reference(x, y)), rel=1e-10)
+    order = torch.randperm(len(y))
+    assert float(loss(x[order], y[order])) == pytest.approx(float(loss(x, y)), rel=1e-10)
+    uneven = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3])  # classes of unequal size
+    assert float(loss(x[:12], uneven)) == pytest.approx(float(_smoothap_reference(x[:12], uneven)), rel=1e-10)
+    square_x, square_y = x[:16].float(), torch.arange(4).repeat_interleave(4)  # 4 x 4: PML groups right
+    pml = pml_losses.SmoothAPLoss(temperature=0.01)(square_x, square_y)
+    assert float(loss(square_x, square_y)) == pytest.approx(float(pml), rel=1e-5)
+    assert abs(float(pml_losses.SmoothAPLoss(temperature=0.01)(x.float(), y)) - float(loss(x, y))) > 1e-3  # PML's bug
+
+
+def test_crossentropy_is_the_authors_kl_to_a_smoothed_target(batch):
+    x, y = batch
+    loss = _double(build("crossentropy", num_classes=C, embedding_dim=D))
+    assert float(loss.classifier.weight.abs().sum()) == 0 and float(loss.classifier.bias.abs().sum()) == 0
+    # zero classifier: uniform softmax; KL from the target t to uniform = Σ t log t + log C
+    eps = 0.1
+    t = torch.tensor([1 - eps] + [eps / (C - 1)] * (C - 1), dtype=torch.float64)
+    assert float(loss(x, y)) == pytest.approx(float((t * t.log()).sum() + math.log(C)), rel=1e-10)
+    with torch.no_grad():
+        loss.classifier.weight.normal_()
+        loss.classifier.bias.normal_()
+    log_p = F.log_softmax(x @ loss.classifier.weight.T + loss.classifier.bias, dim=1)
+    target = torch.full((len(y), C), eps / (C - 1), dtype=torch.float64)
+    target[torch.arange(len(y)), y] = 1 - eps
+    expected = (target * (target.log() - log_p)).sum(dim=1).mean()
+    assert float(loss(x, y)) == pytest.approx(float(expected), rel=1e-10)
+    assert loss.centers().shape == (C, 1, D)  # directions once the rows are non-zero
+
+
+def _cbml_reference(feats, labels, pos_a=0.5, pos_b=0.5, neg_a=1.0, neg_b=0.01, margin=0.1, weight=1.0, h=0.1):
+    """The authors' per-anchor loop, re-typed (adaptive negatives, "log" type)."""
+    sim = feats @ feats.T
+    total = []
+    for i in range(len(labels)):
+        pos_ = sim[i][labels == labels[i]]
+        pos_ = pos_[pos_ < 1 - 1e-5]
+        neg_ = sim[i][labels != labels[i]]
+        if len(neg_) < 1 or len(pos_) < 1:
+            continue
+        mean = (1 - h) * sim[i].mean() + h * (pos_.min() + neg_.max()) / 2
+        sigma = ((neg_ - mean) ** 2).sum()
+        pos = pos_[pos_ - margin < neg_.max()]
+        neg = neg_[neg_ + margin > pos_.min()]
+        if len(neg) < 1 or len(pos) < 1:
+            continue
+        fp = 1 + torch.exp(-(pos - pos_a) / pos_b).sum()
+        fn = 1 + torch.exp((neg - neg_a) / neg_b).sum()
+        total.append(torch.log(fp) + torch.log(fn) + weight * sigma)
+    return sum(total) / len(labels)
+
+
+def test_cbml_equals_the_authors_loop_in_value_and_gradient(batch):
+    x, y = batch
+    for scale in (0.3, 1.0, 3.0):  # different minings
+        xa = (x * scale).clone().requires_grad_(True)
+        xb = xa.detach().clone().requires_grad_(True)
+        ours = build("cbml", num_classes=C, embedding_dim=D)(xa, y)
+        ref = _cbml_reference(F.normalize(xb, dim=1), y)
+        assert float(ours) == pytest.approx(float(ref), rel=1e-10)
+        ours.backward()
+        ref.backward()
+        torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-8, atol=1e-12)
