@@ -15,6 +15,8 @@ from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState, after_the_map
 
 POSITIVE, NEGATIVE, LEVEL = "#2ca02c", "#d62728", "#1f77b4"
+#: figure width in px: fits the side tab in JupyterLab (≈ 390 px) and in Voila
+WIDTH = 370
 SCALES = {
     "unit": "Euclidean distances between the L2-normalised embeddings (as the loss measured them)",
     "raw": "Euclidean distances between the embeddings as the model outputs them (the loss does not normalise them)",
@@ -32,16 +34,21 @@ class DistanceView(widgets.VBox):
         self.summary = widgets.HTML()
         self.summary.add_class("dmlviz-distance-summary")
         self.how = widgets.HTML()
-        figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
-        for name, colour in (("positive pairs (same class)", POSITIVE), ("negative pairs", NEGATIVE)):
-            figure.add_trace(go.Scatter(mode="lines", line=dict(color=colour, shape="hvh", width=1.5), fill="tozeroy", name=name,
-                                        hovertemplate="%{x:.3f}: %{y:.3f}<extra>" + name + "</extra>"), row=1, col=1)
+        # Two panels that do not share axes: the histograms (x2, y2) and MDR's levels over epochs (x, y) below
+        # them. Without MDR the levels' panel is hidden and the histograms take the whole height; they are the
+        # second subplot so that they are drawn over the hidden panel's background, not under it.
+        figure = make_subplots(rows=2, cols=1, vertical_spacing=0.1)
         figure.add_trace(go.Scatter(mode="lines+markers", line=dict(color=LEVEL), marker=dict(size=4), name="MDR levels over epochs",
-                                    hovertemplate="level %{x:.3f} at epoch %{y}<extra></extra>"), row=2, col=1)
-        figure.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=30), legend=dict(orientation="h", y=1.12, font=dict(size=10)),
-                             title=dict(text="pair distances on the probe", font=dict(size=13)))
-        figure.update_yaxes(title_text="fraction of pairs", row=1, col=1)
-        figure.update_yaxes(title_text="epoch", row=2, col=1)
+                                    hovertemplate="level %{x:.3f} at epoch %{y}<extra></extra>"), row=1, col=1)
+        for name, colour in (("positive pairs (same class)", POSITIVE), ("negative pairs", NEGATIVE)):
+            figure.add_trace(go.Bar(marker=dict(color=colour, line=dict(width=0)), opacity=0.55, name=name,
+                                    hovertemplate="%{x:.3f}: %{y:.3f}<extra>" + name + "</extra>"), row=2, col=1)
+        # a fixed width: the figure is made in a hidden tab, where plotly would take 700 px (wider than the tab)
+        figure.update_layout(barmode="overlay", bargap=0, width=WIDTH, height=420, margin=dict(l=10, r=10, t=80, b=10),
+                             legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom", font=dict(size=10)),
+                             title=dict(text="pair distances on the probe", font=dict(size=13), y=0.98, yanchor="top"))
+        figure.update_yaxes(title_text="epoch", row=1, col=1)
+        figure.update_yaxes(title_text="fraction of pairs", row=2, col=1)
         self.figure: Any = figure
         state.observe(lambda c: self._reset(), ["run"])
         state.observe(lambda c: self.refresh(), ["epochs", "split"])
@@ -110,21 +117,32 @@ class DistanceView(widgets.VBox):
                 path_x += [*table[:, k].tolist(), None]
                 path_y += [*state.epochs, None]
             for level in np.asarray(d["levels"], dtype=float):
-                shapes.append(dict(type="line", xref="x", yref="y domain", x0=level, x1=level, y0=0, y1=1, line=dict(color=LEVEL, width=2, dash="dash")))
-            shapes.append(dict(type="line", xref="x2 domain", yref="y2", x0=0, x1=1, y0=epoch, y1=epoch, line=dict(color="#d62728", width=1, dash="dot")))
+                shapes.append(dict(type="line", xref="x2", yref="y2 domain", x0=level, x1=level, y0=0, y1=1, line=dict(color=LEVEL, width=2, dash="dash")))
+            shapes.append(dict(type="line", xref="x domain", yref="y", x0=0, x1=1, y0=epoch, y1=epoch, line=dict(color="#d62728", width=1, dash="dot")))
         with self.figure.batch_update():
-            for trace, values in zip(self.figure.data[:2], fractions):
-                trace.x, trace.y = centres.tolist(), values.tolist()
-            self.figure.data[2].x, self.figure.data[2].y = path_x, path_y
-            self.figure.data[2].visible = d["levels"] is not None
+            for trace, values in zip(self.figure.data[1:], fractions):
+                trace.x, trace.y, trace.width = centres.tolist(), values.tolist(), float(bins[1] - bins[0])
+            mdr = d["levels"] is not None
+            levels = self.figure.data[0]
+            levels.x, levels.y, levels.visible = path_x, path_y, mdr
             self.figure.layout.shapes = shapes
-            units = "(d − running mean) / running std, MDR's units" if d["units"] == "mdr" else "distance"
-            self.figure.layout.xaxis2.title.text = units
+            units = "d̂ = (d − μ)/σ, MDR's units" if d["units"] == "mdr" else "distance"
+            pad = 0.03 * float(bins[-1] - bins[0])
+            span = [float(bins[0]) - pad, float(bins[-1]) + pad]
+            lay = self.figure.layout
+            lay.yaxis2.domain = [0.36, 1.0] if mdr else [0.0, 1.0]
+            lay.yaxis.domain = [0.0, 0.24]
+            lay.xaxis.range, lay.xaxis2.range = span, span
+            lay.xaxis2.title.text = None if mdr else units
+            lay.xaxis.title.text = units
+            lay.xaxis.visible = lay.yaxis.visible = mdr
+            lay.xaxis2.showticklabels = not mdr
         where = {"all": "all probe samples", "train": "training-split probe samples", "test": "held-out probe samples"}[state.split]
+        then = (lambda value: "") if epoch == first else (lambda value: f"; epoch {first}: {_fmt(value)}")
         self.summary.value = (
             f'<div style="font-size:12px">epoch {epoch}, {where}: overlap of the two histograms <b>{_fmt(overlap)}</b> '
-            f"(1 = indistinguishable; epoch {first}: {_fmt(overlap0)}) · separation AUC <b>{_fmt(auc)}</b> "
-            f"(P[a positive pair is closer than a negative pair]; chance 0.5; epoch {first}: {_fmt(auc0)})</div>"
+            f"(1 = indistinguishable{then(overlap0)}) · separation AUC <b>{_fmt(auc)}</b> "
+            f"(P[a positive pair is closer than a negative pair]; chance 0.5{then(auc0)})</div>"
         )
         how = f"{d['rows']:,} probe samples" + (f" (a fixed random {self.max_points:,} of them)" if d["rows"] >= self.max_points else "")
         how += f", {len(pos):,} positive and {len(neg):,} negative pairs; {SCALES.get(self.embedding_scale, self.embedding_scale)}"

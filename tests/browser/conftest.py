@@ -228,8 +228,8 @@ DISTANCES = ".dmlviz-distances"
 
 def check_distances(page, root: str = "", timeout: float = 30_000) -> dict:
     """Click the explorer's "Distances" tab (inside ``root``, a selector) and wait until its figure has drawn
-    the two histograms (non-empty SVG line paths); warn if the figure is wider than its tab. Return the summary's
-    {epoch, overlap, auc}, its text, the traces' line path lengths and the figure's and the tab's widths."""
+    the two histograms (bars drawn); fail if the figure is wider than its tab. Return the summary's
+    {epoch, overlap, auc}, its text, the traces' bar counts and the figure's and the tab's widths."""
     import re
 
     scope = page.locator(root).first if root else page
@@ -238,13 +238,12 @@ def check_distances(page, root: str = "", timeout: float = 30_000) -> dict:
     page.wait_for_selector(f"{view} .dmlviz-distance-summary", timeout=timeout)
     lines = page.wait_for_function(
         """(view) => { const gd = document.querySelector(view + ' .js-plotly-plot');
-            if (!gd || !gd.data || !gd.data[0].x || !gd.data[0].x.length) return null;
-            const lines = Array.from(gd.querySelectorAll('.scatterlayer .trace .js-line')).map((p) => (p.getAttribute('d') || '').length);
-            return lines.filter((n) => n > 20).length >= 2 ? lines : null; }""",
+            if (!gd || !gd.data || !gd.data[1].x || !gd.data[1].x.length) return null;
+            const bars = Array.from(gd.querySelectorAll('.barlayer .trace')).map((t) => t.querySelectorAll('path').length);
+            return bars.filter((n) => n >= 5).length >= 2 ? bars : null; }""",
         arg=view, timeout=timeout,
     ).json_value()
-    # the figure should fit the tab it was made hidden in: as wide as its container, not plotly's default 700 px
-    # (a warning, not a failure, while the figure has no width of its own; see the test report's warnings summary)
+    # the figure must fit the tab it was made hidden in (plotly's default there would be 700 px)
     measure = ("(view) => { const gd = document.querySelector(view + ' .js-plotly-plot');"
                " return [gd.querySelector('.main-svg').getBoundingClientRect().width, document.querySelector(view).getBoundingClientRect().width]; }")
     width, inner = page.evaluate(measure, view)
@@ -253,10 +252,7 @@ def check_distances(page, root: str = "", timeout: float = 30_000) -> dict:
             break
         page.wait_for_timeout(100)
         width, inner = page.evaluate(measure, view)
-    if not width <= inner + 2:
-        import warnings
-
-        warnings.warn(f"the Distances figure is {width:.0f} px wide in a {inner:.0f} px tab: it overflows", stacklevel=2)
+    assert width <= inner + 2, f"the Distances figure is {width:.0f} px wide in a {inner:.0f} px tab: it overflows"
     summary = page.locator(f"{view} .dmlviz-distance-summary").first.inner_text()
     assert "overlap of the two histograms" in summary and "separation AUC" in summary, summary
     epoch = re.search(r"^epoch (\d+)", summary.strip())

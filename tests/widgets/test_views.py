@@ -435,13 +435,13 @@ def test_distance_view_separates_pairs_after_training_and_not_before(small_run):
 
     state = ExplorerState(small_run)
     view = DistanceView(state)
-    pos, neg = view.figure.data[0], view.figure.data[1]
+    levels, pos, neg = view.figure.data
     assert sum(pos.y) == pytest.approx(1.0) and sum(neg.y) == pytest.approx(1.0)
     overlap, auc = view.scores(3)
     overlap0, auc0 = view.scores(0)
     assert auc > auc0 and overlap < overlap0  # training separates the classes (SoftTriple, 3 epochs)
     assert "chance 0.5" in view.summary.value and f"{auc:.3f}" in view.summary.value
-    assert view.figure.data[2].visible is False  # no MDR levels for SoftTriple
+    assert levels.visible is False and view.figure.layout.yaxis2.domain == (0.0, 1.0)  # no MDR levels for SoftTriple
     state.split = "test"
     assert "held-out probe samples" in view.summary.value
     state.epoch = 0
@@ -456,10 +456,10 @@ def test_distance_view_draws_mdr_levels_in_their_units(small_synthetic, tmp_path
     state = ExplorerState(run)
     view = DistanceView(state)
     levels = run.arrays(2, "mdr_levels")["mdr_levels"]
-    drawn = sorted(s.x0 for s in view.figure.layout.shapes if s.yref == "y domain")
+    drawn = sorted(s.x0 for s in view.figure.layout.shapes if s.yref == "y2 domain")
     np.testing.assert_allclose(drawn, np.sort(levels), rtol=1e-6)
-    assert view.figure.data[2].visible is True and len([x for x in view.figure.data[2].x if x is not None]) == 3 * 3
-    assert "MDR's units" in view.figure.layout.xaxis2.title.text and "running mean" in view.how.value
+    assert view.figure.data[0].visible is True and len([x for x in view.figure.data[0].x if x is not None]) == 3 * 3
+    assert "MDR's units" in view.figure.layout.xaxis.title.text and "running mean" in view.how.value
 
 
 def test_explorer_has_a_distances_tab(small_run):
