@@ -12,6 +12,7 @@ _LAZY = {
     "Run": ("dmlviz.runs", "Run"),
     "Snapshot": ("dmlviz.runs", "Snapshot"),
     "Explorer": ("dmlviz.widgets", "Explorer"),
+    "Compare": ("dmlviz.widgets", "Compare"),
 }
 
 __all__ = ["__version__", *_LAZY]

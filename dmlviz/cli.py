@@ -1,4 +1,4 @@
-"""The command line: ``dmlviz train | features | demo | serve | eval``."""
+"""The command line: ``dmlviz train | compare | features | demo | serve | eval``."""
 
 from __future__ import annotations
 
@@ -151,6 +151,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return serve(args.runs_dir, port=args.port, host=args.host, notebook="softtriple_lesson.ipynb", token=args.token)
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .training.grid import parse_losses, train_grid
+
+    if args.out is not None or args.resume or args.overwrite:
+        raise ValueError("dmlviz compare names its runs itself (RUNS_DIR/NAME-LOSS) and resumes them; drop --out, --resume and --overwrite")
+    specs = parse_losses(args.losses)
+    name = args.name or f"compare-{str(args.dataset).replace('/', '_').replace(':', '_')}"
+    base = train_config(args)
+    runs = train_grid(specs, base, args.runs_dir, name)
+    for run in runs:
+        print(f"{run.name}: {run.status}")
+        _print_metrics(run, run.last_epoch)
+    if args.no_serve:
+        return 0
+    from .serve import serve
+
+    return serve(args.runs_dir, port=args.port, host=args.host, token=args.token, compare=[run.name for run in runs])
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
@@ -200,6 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and record every epoch in a run folder")
     _add_train_args(p)
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("compare", help="train one run per loss on the same data, split, seed and probe, then open them side by side")
+    p.add_argument("--losses", required=True, help="comma-separated losses, each NAME[+mdr][:KEY=VALUE;KEY=VALUE], e.g. "
+                   "softmax,softtriple,proxyanchor,multisimilarity,triplet+mdr:mining=distance;margin=0.2;scale=mean_distance")
+    p.add_argument("--runs-dir", default="runs", help="where the runs go (default: %(default)s)")
+    p.add_argument("--name", default=None, help="prefix of the run folders (default: compare-<dataset>)")
+    p.add_argument("--no-serve", action="store_true", help="only train (or keep) the runs and print their metrics")
+    _add_train_args(p)
+    _add_serve_args(p)
+    p.set_defaults(func=_cmd_compare)
     p = sub.add_parser("demo", help="train SoftMax and SoftTriple on mnist5k-pairs and SoftTriple merging on synthetic modes; compare them")
     p.add_argument("--runs-dir", default="runs", help="where the demo runs go (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: each run's own, 30 and 100)")

@@ -1,4 +1,9 @@
-"""Serving the dashboards: Voila on 127.0.0.1 over the package's notebooks, reading runs under one folder."""
+"""Serving the dashboards: Voila on 127.0.0.1 over dmlviz's notebooks, reading runs under one folder.
+
+The notebooks live in the repository's top-level ``notebooks/`` folder; a checkout (or an
+editable install) serves them from there, an installed wheel from the copy it puts in
+``<prefix>/share/dmlviz/notebooks`` (pyproject's data-files): one copy in the repository.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,18 @@ from urllib.parse import quote
 
 logger = logging.getLogger(__name__)
 
-NOTEBOOKS = Path(__file__).parent / "notebooks"
+def notebooks_dir() -> Path:
+    """The folder holding dmlviz's notebooks: the checkout's ``notebooks/``, else the installed copy."""
+    for candidate in (Path(__file__).resolve().parents[1] / "notebooks", Path(sys.prefix) / "share" / "dmlviz" / "notebooks"):
+        if (candidate / "explorer.ipynb").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"dmlviz's notebooks are neither in {Path(__file__).resolve().parents[1] / 'notebooks'} (a checkout) nor in "
+        f"{Path(sys.prefix) / 'share' / 'dmlviz' / 'notebooks'} (an installed wheel); reinstall dmlviz"
+    )
+
+
+NOTEBOOKS = notebooks_dir()
 # dmlviz's Voila template (share/voila/templates/dmlviz): Voila's lab template with nothing fetched
 # from outside this server (Voila's own links Font Awesome on a public CDN).
 SHARE = Path(__file__).parent / "share"
@@ -30,10 +46,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def dashboard_url(host: str, port: int, notebook: str = "explorer.ipynb", run: str | None = None, token: str | None = None) -> str:
-    """The address of a dashboard page (optionally opening ``run`` in the explorer, with a login token)."""
+def dashboard_url(
+    host: str, port: int, notebook: str = "explorer.ipynb", run: str | None = None, token: str | None = None, runs: list[str] | None = None
+) -> str:
+    """The address of a dashboard page (optionally opening ``run`` in the explorer, or ``runs`` in the comparison, with a login token)."""
     shown = f"[{host}]" if ":" in host else host
     query = [f"run={quote(run, safe='')}"] if run else []
+    query += [f"runs={quote(','.join(runs), safe=',')}"] if runs else []
     query += [f"token={quote(token, safe='')}"] if token else []
     return f"http://{shown}:{port}/voila/render/{notebook}" + (f"?{'&'.join(query)}" if query else "")
 
@@ -88,7 +107,7 @@ def serve_env(runs_dir: str | os.PathLike, token: str | None = None) -> dict[str
 
 
 def serve(runs_dir: str | os.PathLike, port: int = 8866, host: str = "127.0.0.1", preheat: bool = True, notebook: str = "explorer.ipynb",
-          token: str | None = None) -> int:
+          token: str | None = None, compare: list[str] | None = None) -> int:
     """Replace this process with Voila serving the dashboards (returns only if that fails).
 
     On a loopback address pages open without a token unless ``token`` is given; on any other
@@ -102,8 +121,9 @@ def serve(runs_dir: str | os.PathLike, port: int = 8866, host: str = "127.0.0.1"
     if not is_loopback(host):
         token = token or secrets.token_urlsafe(24)
         logger.warning("serving on %s: anyone who can reach this address and has the token can read the runs in %s", host, root.resolve())
-    urls = [dashboard_url(host, port, token=token), dashboard_url(host, port, "softtriple_lesson.ipynb", token=token)]
-    print(f"dmlviz: serving runs in {root.resolve()}\n  explorer: {urls[0]}\n  lesson:   {urls[1]}", flush=True)
+    urls = [dashboard_url(host, port, token=token), dashboard_url(host, port, "softtriple_lesson.ipynb", token=token),
+            dashboard_url(host, port, "compare.ipynb", token=token, runs=compare)]
+    print(f"dmlviz: serving runs in {root.resolve()}\n  explorer: {urls[0]}\n  lesson:   {urls[1]}\n  compare:  {urls[2]}", flush=True)
     command = voila_command(port, host, preheat, root, token=bool(token))
     # Become the Voila process, so that signals (Ctrl-C, a test's terminate) reach the server itself.
     os.execve(command[0], command, serve_env(root, token))

@@ -47,3 +47,22 @@ def test_console_script_help():
         assert flag in result.stdout
     with pytest.raises(SystemExit):
         main(["frobnicate"])
+
+
+def test_compare_trains_the_grid_once_and_serves_the_comparison(tmp_path, capsys, monkeypatch):
+    args = ["compare", "--losses", "softmax,triplet+mdr:mining=distance;margin=0.2;scale=mean_distance", "--dataset", "digits-pairs",
+            "--epochs", "1", "--split", "samples", "--embedding-dim", "8", "--runs-dir", str(tmp_path), "--name", "g", "--no-progress"]
+    served = {}
+    monkeypatch.setattr("dmlviz.serve.serve", lambda runs_dir, **kw: served.update(kw, runs_dir=runs_dir) or 0)
+    assert main(args) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["g-softmax", "g-triplet+mdr-mining=distance-margin=0.2-scale=mean_distance"]
+    assert served["compare"] == ["g-softmax", names[1]] and served["runs_dir"] == str(tmp_path)
+    stamp = (tmp_path / "g-softmax" / "checkpoint.pt").stat().st_mtime_ns
+    assert main(args + ["--no-serve"]) == 0  # the runs exist: kept, not trained again
+    assert (tmp_path / "g-softmax" / "checkpoint.pt").stat().st_mtime_ns == stamp
+    assert "recall@1" in capsys.readouterr().out
+    assert main(["compare", "--losses", "softmax,nope", "--runs-dir", str(tmp_path)]) == 2
+    assert "unknown loss 'nope'" in capsys.readouterr().err
+    assert main(["compare", "--losses", "softmax,triplet", "--out", str(tmp_path / "x")]) == 2
+    assert "drop --out" in capsys.readouterr().err

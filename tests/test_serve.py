@@ -84,3 +84,10 @@ def test_urls_and_missing_runs_folder(tmp_path):
     assert dashboard_url("::1", 9000).startswith("http://[::1]:9000/")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         serve(tmp_path / "missing")
+
+
+def test_the_comparison_address_names_its_runs():
+    from dmlviz.serve import dashboard_url
+
+    assert dashboard_url("127.0.0.1", 8866, "compare.ipynb", runs=["g-softmax", "g-triplet+mdr"]) == \
+        "http://127.0.0.1:8866/voila/render/compare.ipynb?runs=g-softmax,g-triplet%2Bmdr"

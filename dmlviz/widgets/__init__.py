@@ -13,6 +13,7 @@ _registering_bundle()  # read plotly's front-end module once, at import time too
 from .. import projection as _projection  # noqa: E402,F401  (layouts are needed at once: import while preheating)
 
 from .class_view import ClassInspector
+from .compare import Compare, CompareChooser
 from .explorer import Explorer, RunChooser, list_runs, resolve_run
 from .map_view import MapView
 from .merge_view import MergeTimeline
@@ -22,6 +23,8 @@ from .state import ExplorerState
 
 __all__ = [
     "ClassInspector",
+    "Compare",
+    "CompareChooser",
     "Explorer",
     "ExplorerState",
     "MapView",

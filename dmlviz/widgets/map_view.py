@@ -482,6 +482,12 @@ class MapView(widgets.VBox):
     def _on_selection_change(self, change: Any = None) -> None:
         """Summarise the lasso/box selection: how many samples of which classes (and fine labels)."""
         rows = np.asarray(self.state.selection, dtype=np.int64)
+        if not self.large:  # draw the selection (it may come from another map: the comparison shares it)
+            chosen = np.flatnonzero(np.isin(self._rows, rows)).tolist() if len(rows) else None
+            samples = self.figure.data[0]
+            if (samples.selectedpoints is None and chosen is not None) or (chosen is None and samples.selectedpoints is not None) or \
+                    (chosen is not None and list(samples.selectedpoints) != chosen):
+                samples.selectedpoints = chosen
         if not len(rows) or self.state.run is None or not self.state.epochs:
             self.selected.value = ""
             return

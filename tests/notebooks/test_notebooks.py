@@ -38,3 +38,41 @@ def test_explorer_notebook_with_no_runs(tmp_path, monkeypatch):
 
 # The lesson notebook is executed by tests/browser/test_dashboard.py (in Voila, a real kernel, its maps
 # checked for drawn points and its cells for errors); the training of missing demo runs by tests/test_demo.py.
+
+
+def test_compare_notebook_opens_the_runs_named_in_the_query(small_run, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "runs"
+    for name in ("a", "b"):
+        shutil.copytree(small_run.path, root / name)
+    monkeypatch.setenv("DMLVIZ_RUNS_DIR", str(root))
+    monkeypatch.setenv("QUERY_STRING", "runs=a,b")
+    nb = _execute("compare.ipynb", tmp_path)
+    outputs = _outputs(nb)
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(WIDGET in o.get("data", {}) for o in outputs)
+
+
+def test_the_notebooks_live_in_the_repositorys_notebooks_folder():
+    from pathlib import Path
+
+    assert NOTEBOOKS == Path(__file__).resolve().parents[2] / "notebooks"
+    assert {"explorer.ipynb", "softtriple_lesson.ipynb", "compare.ipynb"} <= {p.name for p in NOTEBOOKS.glob("*.ipynb")}
+
+
+def test_a_wheel_installs_the_notebooks_once(tmp_path):
+    """An installed (not editable) dmlviz serves the copy pyproject's data-files put under <prefix>/share/dmlviz/notebooks."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(repo)],
+                   check=True, cwd=tmp_path)
+    wheel = next(tmp_path.glob("dmlviz-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {n.rsplit("/", 1)[-1] for n in names if "/data/share/dmlviz/notebooks/" in n}
+    assert {"explorer.ipynb", "softtriple_lesson.ipynb", "compare.ipynb"} <= shipped
+    assert not [n for n in names if n.startswith("dmlviz/notebooks/")]  # one copy
