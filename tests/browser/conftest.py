@@ -48,6 +48,32 @@ def browser_runs(tmp_path_factory):
     return root
 
 
+#: the comparison's runs: (loss, its options), all on the same data, split, seed and probe
+COMPARE_LOSSES = (("softmax", {}), ("softtriple", {"centers_per_class": 3}), ("proxyanchor", {}))
+
+
+@pytest.fixture(scope="session")
+def compare_runs(tmp_path_factory):
+    """Three 2-epoch runs to compare (softmax, SoftTriple K=3, ProxyAnchor) on one small synthetic set (240 probe points), folders cmp-LOSS."""
+    import dmlviz
+    from dmlviz.data import synthetic
+
+    root = tmp_path_factory.mktemp("compare-runs")
+    data = synthetic(classes=4, modes_per_class=2, dim=8, samples_per_mode=30, seed=3)
+    return [dmlviz.train(data, "linear", loss, epochs=2, batch_size=32, embedding_dim=8, split="samples", seed=0,
+                         out=root / f"cmp-{loss}", progress=False, **options) for loss, options in COMPARE_LOSSES]
+
+
+@pytest.fixture(scope="session")
+def served_compare_runs(browser_runs, compare_runs):
+    """The comparison's runs copied into the folder that `server` serves (it lists runs when a page asks); their names."""
+    import shutil
+
+    for run in compare_runs:
+        shutil.copytree(run.path, browser_runs / run.path.name, dirs_exist_ok=True)
+    return [run.path.name for run in compare_runs]
+
+
 @contextlib.contextmanager
 def _serving(runs_dir: Path, *args: str, env: dict | None = None, log_name: str = "serve"):
     """`dmlviz serve RUNS_DIR ARGS` on a free loopback port; yields (base URL, the process's log path)."""

@@ -205,3 +205,78 @@ def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
     page.wait_for_function("() => document.querySelectorAll('.dmlviz-neighbor-list .dmlviz-tile').length > 0", timeout=20_000)
     shot(page, "explorer-large-map-clicked")
     assert page_log.external == [] and page_log.errors == []
+
+
+COMPARE_PLOT = ".dmlviz-compare .dmlviz-map .js-plotly-plot"
+
+
+def _lasso(page, plots: str, index: int = 0) -> None:
+    """Drag a lasso with the mouse: an octagon around the centre of the plot area of figure ``index`` of ``plots``
+    (a CSS selector; plotly's dragmode is "lasso")."""
+    import math
+
+    page.locator(plots).nth(index).scroll_into_view_if_needed()
+    left, top, width, height = page.evaluate(
+        """([sel, i]) => { const gd = document.querySelectorAll(sel)[i]; const s = gd._fullLayout._size; const r = gd.getBoundingClientRect();
+            return [r.left + s.l, r.top + s.t, s.w, s.h]; }""",
+        [plots, index],
+    )
+    cx, cy = left + width / 2, top + height / 2
+    corners = [(cx + 0.3 * width * math.cos(a), cy + 0.3 * height * math.sin(a)) for a in (i * math.pi / 4 for i in range(9))]
+    page.mouse.move(*corners[0])
+    page.mouse.down()
+    for x, y in corners[1:]:
+        page.mouse.move(x, y, steps=6)
+    page.mouse.up()
+
+
+def test_compare_maps_share_a_lasso_selection(page, page_log, server, served_compare_runs, shot, drawn):
+    """The comparison dashboard: one map per run drawn, the metrics table with its ★, a lasso in the first map selects the same samples in all."""
+    import re
+
+    n = len(served_compare_runs)
+    page.goto(f"{server}/voila/render/compare.ipynb?runs={','.join(served_compare_runs)}", timeout=120_000)
+    page.wait_for_selector(".dmlviz-compare", timeout=120_000)
+    page.wait_for_function(f"document.querySelectorAll('{COMPARE_PLOT}').length === {n}", timeout=60_000)
+    for index in range(n):
+        seconds, pixels = drawn.wait(page, f":nth-match({COMPARE_PLOT}, {index + 1})", timeout=60)
+        record(f"voila compare map {index + 1} of {n} (240 points): drawn {seconds:.2f} s after the maps appeared ({pixels} pixels)")
+    lengths = page.evaluate(f"Array.from(document.querySelectorAll('{COMPARE_PLOT}')).map((gd) => gd.data[0].x.length)")
+    assert lengths == [240] * n, lengths
+    table = page.locator(".dmlviz-compare-table").first.inner_text()
+    assert "★" in table, table
+    for name in served_compare_runs:
+        assert name in table, table
+    assert "Traceback" not in page.inner_text("body")
+    shot(page, "compare-loaded")
+
+    # a lasso in the first map: every map draws the same samples as selected, and says how many
+    _lasso(page, COMPARE_PLOT, 0)
+    try:
+        selected = page.wait_for_function(
+            """([sel, n]) => { const gds = Array.from(document.querySelectorAll(sel)); if (gds.length !== n) return null;
+                const lens = gds.map((gd) => (gd.data[0].selectedpoints || []).length);
+                const notes = Array.from(document.querySelectorAll('.dmlviz-compare .dmlviz-map .dmlviz-selection')).map((e) => e.innerText);
+                return lens[0] > 0 && lens.every((l) => l === lens[0]) && notes.length === n && notes.every((t) => t.includes('selected'))
+                    ? lens : null; }""",
+            arg=[COMPARE_PLOT, n], timeout=30_000,
+        ).json_value()
+    except Exception:
+        shot(page, "compare-lasso-not-shared")
+        raise
+    notes = page.locator(".dmlviz-compare .dmlviz-map .dmlviz-selection").all_inner_texts()
+    counts = [int(re.search(r"(\d+) selected", note).group(1)) for note in notes]
+    assert counts == selected, (counts, selected, notes)
+    assert 0 < selected[0] < 240, selected  # the lasso took some points, not all
+    same = page.evaluate(
+        f"""() => {{ const gds = Array.from(document.querySelectorAll('{COMPARE_PLOT}'));
+            const ids = gds.map((gd) => JSON.stringify(Array.from(gd.data[0].selectedpoints).sort((a, b) => a - b)));
+            return ids.every((s) => s === ids[0]); }}"""
+    )
+    assert same, "the maps show different samples as selected"
+    record(f"voila compare: the lasso in map 1 selected {selected[0]} samples, shown in all {n} maps")
+    page.wait_for_timeout(500)
+    shot(page, "compare-lasso")
+    record(f"voila compare: {page_log.requests} requests, {len(page_log.external)} to other hosts, {len(page_log.errors)} console errors")
+    assert page_log.external == []
+    assert page_log.errors == []
