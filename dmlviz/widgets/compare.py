@@ -28,6 +28,7 @@ COLUMNS = {
     "recall@4": ("R@4", True),
     "map@r": ("MAP@R", True),
     "r_precision": ("R-prec.", True),
+    "ndcg@8": ("nDCG@8", True),
     "nmi": ("NMI", True),
     "submode_score": ("sub-mode", True),
     "effective_k": ("eff. K", None),

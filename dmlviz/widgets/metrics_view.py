@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState, after_the_map
 
-SCORES = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi", "submode_score", "submode_score_train")
+SCORES = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "ndcg@8", "nmi", "submode_score", "submode_score_train")
 #: Shown at first; the others are a legend click away.
 VISIBLE = ("recall@1", "map@r", "nmi", "submode_score", "submode_score_train")
 #: Legend names that say what is computed on which samples.

@@ -210,6 +210,25 @@ def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
 COMPARE_PLOT = ".dmlviz-compare .dmlviz-map .js-plotly-plot"
 
 
+def _shot_whole(page, shot, name: str, selector: str = ".dmlviz-compare") -> None:
+    """A screenshot of the whole of ``selector``: Voila's page scrolls inside a container, so a full-page shot shows only
+    the viewport; the viewport is made as tall as the content for the shot (same width, so nothing is laid out anew)."""
+    size = page.viewport_size
+    height = page.evaluate(
+        "(sel) => { const e = document.querySelector(sel);"
+        " let node = e, top = 0; while (node) { top += node.offsetTop || 0; node = node.offsetParent; }"
+        " return Math.ceil(top + e.getBoundingClientRect().height + 40); }",
+        selector,
+    )
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(height, 6000))})
+    try:
+        page.evaluate("(sel) => document.querySelector(sel).scrollIntoView({block: 'start'})", selector)
+        page.wait_for_timeout(300)
+        shot(page, name)
+    finally:
+        page.set_viewport_size(size)
+
+
 def _lasso(page, plots: str, index: int = 0) -> None:
     """Drag a lasso with the mouse: an octagon around the centre of the plot area of figure ``index`` of ``plots``
     (a CSS selector; plotly's dragmode is "lasso")."""
@@ -248,7 +267,7 @@ def test_compare_maps_share_a_lasso_selection(page, page_log, server, served_com
     for name in served_compare_runs:
         assert name in table, table
     assert "Traceback" not in page.inner_text("body")
-    shot(page, "compare-loaded")
+    _shot_whole(page, shot, "compare-loaded")
 
     # a lasso in the first map: every map draws the same samples as selected, and says how many
     _lasso(page, COMPARE_PLOT, 0)
@@ -276,7 +295,7 @@ def test_compare_maps_share_a_lasso_selection(page, page_log, server, served_com
     assert same, "the maps show different samples as selected"
     record(f"voila compare: the lasso in map 1 selected {selected[0]} samples, shown in all {n} maps")
     page.wait_for_timeout(500)
-    shot(page, "compare-lasso")
+    _shot_whole(page, shot, "compare-lasso")
     record(f"voila compare: {page_log.requests} requests, {len(page_log.external)} to other hosts, {len(page_log.errors)} console errors")
     assert page_log.external == []
     assert page_log.errors == []

@@ -38,13 +38,15 @@ def large_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, small_run, large_run):
-    """JupyterLab on a free loopback port over a folder holding two notebooks: `Explorer(small_run, layout='umap')` and the large run's."""
+def lab(tmp_path_factory, small_run, large_run, compare_runs):
+    """JupyterLab on a free loopback port over a folder holding three notebooks: `Explorer(small_run, layout='umap')`, the large
+    run's, and `Compare([...])` of the first two comparison runs."""
     import urllib.request
 
     root = tmp_path_factory.mktemp("lab")
     for name, cell in (("explorer", f"from dmlviz import Explorer\nExplorer({str(small_run.path)!r}, layout='umap')"),
-                       ("large", f"from dmlviz import Explorer\nExplorer({str(large_run.path)!r})")):
+                       ("large", f"from dmlviz import Explorer\nExplorer({str(large_run.path)!r})"),
+                       ("compare", f"from dmlviz import Compare\nCompare({[str(run.path) for run in compare_runs[:2]]!r})")):
         notebook = {
             "cells": [{"cell_type": "code", "execution_count": None, "id": "explorer", "metadata": {}, "outputs": [], "source": cell}],
             "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
@@ -85,8 +87,8 @@ def lab(tmp_path_factory, small_run, large_run):
             stop_process(proc)
 
 
-def _run_cell(page, lab: str, notebook: str, shot) -> float:
-    """Open ``notebook`` in JupyterLab, wait for an idle kernel, run its cell; seconds from Shift+Enter to the explorer's output."""
+def _run_cell(page, lab: str, notebook: str, shot, output: str = ".dmlviz-explorer") -> float:
+    """Open ``notebook`` in JupyterLab, wait for an idle kernel, run its cell; seconds from Shift+Enter to its output (``output``, a selector)."""
     page.goto(f"{lab}/lab/tree/{notebook}?reset", timeout=120_000)  # reset: no other notebook left open from an earlier test
     editor = page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first
     editor.wait_for(timeout=120_000)
@@ -96,7 +98,7 @@ def _run_cell(page, lab: str, notebook: str, shot) -> float:
     page.keyboard.press("Shift+Enter")
     started = time.monotonic()
     try:
-        page.wait_for_selector(".jp-OutputArea-output .dmlviz-explorer", timeout=120_000)
+        page.wait_for_selector(f".jp-OutputArea-output {output}", timeout=120_000)
     except Exception:
         shot(page, "jupyterlab-no-output")
         raise
@@ -175,4 +177,32 @@ def test_a_large_map_in_jupyterlab(page, page_log, lab, shot):
     print(line)
     shot(page, "jupyterlab-large-map")
     assert page.locator(".jp-OutputArea-output .dmlviz-point-count").inner_text() == "25,000 points"
+    assert page_log.external == [] and page_log.errors == []
+
+
+def test_compare_cell_draws_every_map(page, page_log, lab, compare_runs, shot, drawn):
+    """`Compare([run_a, run_b])` inline in JupyterLab 4: one map per run, each drawn, the metrics table with its ★."""
+    plots = ".jp-OutputArea-output .dmlviz-compare .dmlviz-map .js-plotly-plot"
+    output = _run_cell(page, lab, "compare.ipynb", shot, output=".dmlviz-compare")
+    try:
+        page.wait_for_function(f"document.querySelectorAll('{plots}').length === 2", timeout=60_000)
+        waits = [drawn.wait(page, f":nth-match({plots}, {index + 1})", timeout=60)[0] for index in range(2)]
+    except Exception:
+        shot(page, "jupyterlab-compare-not-drawn")
+        raise
+    line = (f"jupyterlab compare (2 runs, 240 points each): output {output:.2f} s after Shift+Enter, "
+            f"maps drawn {', '.join(f'{s:.2f}' for s in waits)} s after")
+    with open(OUTPUT / "timings.txt", "a") as out:
+        out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    print(line)
+    assert page.evaluate(f"Array.from(document.querySelectorAll('{plots}')).map((gd) => gd.data[0].x.length)") == [240, 240]
+    table = page.locator(".jp-OutputArea-output .dmlviz-compare-table").first.inner_text()
+    assert "★" in table and all(run.path.name in table for run in compare_runs[:2]), table
+    assert page.locator('.jp-OutputArea-output [data-mime-type="application/vnd.jupyter.stderr"]').count() == 0
+    page.locator(".jp-OutputArea-output .dmlviz-compare-table").first.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    shot(page, "jupyterlab-compare")
+    page.locator(plots).nth(0).scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    shot(page, "jupyterlab-compare-maps")
     assert page_log.external == [] and page_log.errors == []

@@ -89,7 +89,7 @@ def test_agrees_with_reference_implementation() -> None:
     ks = (1, 3, 5, 10, 50)
     ours = retrieval_metrics(x, y, ks=ks)
     ref = reference_metrics(x, y, ks)
-    assert set(ours) == set(ref)
+    assert set(ours) == set(ref) | {"ndcg@50"}  # nDCG: tested against scikit-learn below
     for key in ref:
         assert ours[key] == pytest.approx(ref[key], abs=1e-12), key
 
@@ -207,7 +207,7 @@ def test_accepts_tensors_and_device() -> None:
     a = retrieval_metrics(x, y)
     b = retrieval_metrics(torch.from_numpy(x).double(), torch.from_numpy(y), device="cpu")
     assert a == pytest.approx(b)
-    assert list(a) == ["recall@1", "recall@2", "recall@4", "recall@8", "precision@1", "r_precision", "map@r"]
+    assert list(a) == ["recall@1", "recall@2", "recall@4", "recall@8", "precision@1", "r_precision", "map@r", "ndcg@8"]
 
 
 # -------------------------------------------------------------------------- bad input
@@ -256,3 +256,22 @@ def test_cuda_matches_cpu() -> None:
     assert gpu == pytest.approx(cpu, abs=1e-6)
     sims, idx = knn(x, x, 5, exclude_self=True, device="cuda")
     assert sims.device.type == "cuda" and idx.device.type == "cuda"
+
+
+def test_ndcg_equals_scikit_learns_with_binary_relevance():
+    import numpy as np
+    from sklearn.metrics import ndcg_score
+
+    from dmlviz.eval import retrieval_metrics
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 16)).astype(np.float32)
+    y = rng.integers(0, 6, size=120)
+    y[y == 5] = 4  # classes of different sizes
+    ours = retrieval_metrics(x, y, ks=(1, 4))["ndcg@4"]
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = u @ u.T
+    np.fill_diagonal(sims, -10.0)  # the query itself is never retrieved
+    relevant = (y[:, None] == y[None, :]).astype(float)
+    np.fill_diagonal(relevant, 0.0)
+    assert ours == pytest.approx(ndcg_score(relevant, sims, k=4), abs=1e-9)

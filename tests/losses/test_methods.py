@@ -177,3 +177,34 @@ def test_cbml_equals_the_authors_loop_in_value_and_gradient(batch):
         ours.backward()
         ref.backward()
         torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-8, atol=1e-12)
+
+
+def _proxy_synthesis_reference(x_l2, p_l2, target, rate, mu):
+    """The authors' proxy_synthesis with a given λ, re-typed."""
+    inputs = [x_l2, rate * x_l2 + (1 - rate) * torch.roll(x_l2, 1, dims=0)]
+    proxies = [p_l2, rate * p_l2[target] + (1 - rate) * torch.roll(p_l2[target], 1, dims=0)]
+    targets = [target, torch.arange(len(p_l2), len(p_l2) + len(x_l2))]
+    e, p = int(len(x_l2) * (1 + mu)), int(len(p_l2) + len(x_l2) * mu)
+    return (F.normalize(torch.cat(inputs)[:e], dim=1), F.normalize(torch.cat(proxies)[:p], dim=1), torch.cat(targets)[:e])
+
+
+@pytest.mark.parametrize("base", ["softmax", "proxynca"])
+def test_proxy_synthesis_is_the_authors_on_an_interleaved_batch(batch, base, monkeypatch):
+    from dmlviz.losses.proxy_synthesis import interleave
+
+    x, y = batch
+    loss = _double(build("proxysynthesis", num_classes=C, embedding_dim=D, base=base, ps_mu=0.5))
+    monkeypatch.setattr(loss, "draw_rate", lambda device: 0.3)
+    order = interleave(y)
+    assert bool((y[order][1:] != y[order][:-1]).all())  # adjacent labels differ, as the authors need
+    xs, ps, ys = _proxy_synthesis_reference(F.normalize(x[order], dim=1), F.normalize(loss.proxies, dim=1), y[order], 0.3, 0.5)
+    scale = 23.0 if base == "softmax" else 10.0
+    logits = scale * xs @ ps.T if base == "softmax" else -scale * torch.cdist(xs, ps) ** 2
+    expected = F.cross_entropy(logits, ys)
+    assert float(loss(x, y)) == pytest.approx(float(expected), rel=1e-10)
+    assert len(ys) == 24 + 12 and ps.shape[0] == C + 12
+    plain = _double(build("proxysynthesis", num_classes=C, embedding_dim=D, ps_mu=0.0))
+    with torch.no_grad():
+        plain.proxies.copy_(loss.proxies)
+    no_synthesis = F.cross_entropy(23.0 * F.normalize(x, dim=1) @ F.normalize(plain.proxies, dim=1).T, y)
+    assert float(plain(x, y)) == pytest.approx(float(no_synthesis), rel=1e-10)
