@@ -190,11 +190,21 @@ def test_compare_cell_draws_every_map(page, page_log, lab, compare_runs, shot, d
     except Exception:
         shot(page, "jupyterlab-compare-not-drawn")
         raise
+    # each figure fits its cell of the grid (half the notebook's width), not plotly's default 700 px
+    measure = (f"() => Array.from(document.querySelectorAll('{plots}')).map((gd) =>"
+               " [Math.round(gd.querySelector('.main-svg').getBoundingClientRect().width), Math.round(gd.closest('.dmlviz-map').getBoundingClientRect().width)])")
+    first = widths = page.evaluate(measure)
+    started = time.monotonic()
+    while not all(figure <= cell + 2 for figure, cell in widths) and time.monotonic() - started < 5:
+        page.wait_for_timeout(100)
+        widths = page.evaluate(measure)
+    fitted = time.monotonic() - started
     line = (f"jupyterlab compare (2 runs, 240 points each): output {output:.2f} s after Shift+Enter, "
-            f"maps drawn {', '.join(f'{s:.2f}' for s in waits)} s after")
+            f"maps drawn {', '.join(f'{s:.2f}' for s in waits)} s after; figure/cell widths {first} when drawn, {widths} {fitted:.2f} s later")
     with open(OUTPUT / "timings.txt", "a") as out:
         out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
     print(line)
+    assert all(figure <= cell + 2 for figure, cell in widths), f"figures wider than their maps' cells (figure, cell px): {widths}"
     assert page.evaluate(f"Array.from(document.querySelectorAll('{plots}')).map((gd) => gd.data[0].x.length)") == [240, 240]
     table = page.locator(".jp-OutputArea-output .dmlviz-compare-table").first.inner_text()
     assert "★" in table and all(run.path.name in table for run in compare_runs[:2]), table
@@ -202,7 +212,13 @@ def test_compare_cell_draws_every_map(page, page_log, lab, compare_runs, shot, d
     page.locator(".jp-OutputArea-output .dmlviz-compare-table").first.scroll_into_view_if_needed()
     page.wait_for_timeout(300)
     shot(page, "jupyterlab-compare")
-    page.locator(plots).nth(0).scroll_into_view_if_needed()
-    page.wait_for_timeout(300)
-    shot(page, "jupyterlab-compare-maps")
+    # the whole comparison at once: a taller window (JupyterLab scrolls the notebook inside its panel, so a full-page shot would not)
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": 2000})
+    try:
+        page.locator(".jp-OutputArea-output .dmlviz-compare").first.evaluate("(e) => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(500)
+        shot(page, "jupyterlab-compare-maps")
+    finally:
+        page.set_viewport_size(size)
     assert page_log.external == [] and page_log.errors == []

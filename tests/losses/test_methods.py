@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning.distances import DotProductSimilarity
 
 from dmlviz.losses import build
 from dmlviz.losses.sampling import distance_weighted_triplets
@@ -208,3 +209,44 @@ def test_proxy_synthesis_is_the_authors_on_an_interleaved_batch(batch, base, mon
         plain.proxies.copy_(loss.proxies)
     no_synthesis = F.cross_entropy(23.0 * F.normalize(x, dim=1) @ F.normalize(plain.proxies, dim=1).T, y)
     assert float(plain(x, y)) == pytest.approx(float(no_synthesis), rel=1e-10)
+
+
+def _supap_reference(s, labels, temp=0.01, tau=100.0, offset=1.44, margin=0.05, start=0.5):
+    """The authors' step_rank + SmoothRankAP.quick_forward, re-typed."""
+    b = len(labels)
+    target = (labels[:, None] == labels[None, :]).to(s.dtype)
+    tens = s.unsqueeze(1) - s.unsqueeze(1).permute(0, 2, 1)
+    sup = (target.unsqueeze(-1) == target.unsqueeze(-2)) & target.unsqueeze(1).bool()
+    pos_mask = tens > 0
+    out = tens.clone()
+
+    def sig(t):
+        return 1.0 / (1.0 + (-t / temp).clamp(-50, 50).exp())
+
+    margin_mask = tens > margin
+    out[~sup & pos_mask & ~margin_mask] = start + sig(tens[~sup & pos_mask & ~margin_mask])
+    out[~sup & pos_mask & margin_mask] = tau * tens[~sup & pos_mask & margin_mask] + offset
+    out[~sup & ~pos_mask] = sig(tens[~sup & ~pos_mask])
+    out[sup] = torch.heaviside(tens[sup].detach(), values=torch.tensor(1.0, dtype=s.dtype))  # a step: no gradient
+    mask = 1.0 - torch.eye(b, dtype=s.dtype).unsqueeze(0)
+    all_rk = (out * mask).sum(dim=-1) + 1
+    pos_rk = ((out * (target - torch.eye(b, dtype=s.dtype))).sum(dim=-1) + target) * target
+    ap = (pos_rk / all_rk).sum(1) * (1 / target.sum(1))
+    return 1 - ap.mean()
+
+
+def test_roadmap_supap_is_the_authors_and_adds_pmls_calibration(batch):
+    x, y = batch
+    for scale in (0.2, 1.0):
+        xa = (x * scale).clone().requires_grad_(True)
+        xb = xa.detach().clone().requires_grad_(True)
+        loss = build("roadmap", num_classes=C, embedding_dim=D)
+        value = loss(xa, y)
+        u = F.normalize(xb, dim=1)
+        calibration = pml_losses.ContrastiveLoss(pos_margin=0.9, neg_margin=0.6, distance=DotProductSimilarity())(xb, y)
+        expected = _supap_reference(u @ u.T, y) + calibration
+        assert float(value) == pytest.approx(float(expected), rel=1e-10)
+        value.backward()
+        expected.backward()
+        torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-7, atol=1e-10)
+    assert set(loss.terms) == {"supap", "calibration"}
