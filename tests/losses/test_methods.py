@@ -250,3 +250,17 @@ def test_roadmap_supap_is_the_authors_and_adds_pmls_calibration(batch):
         expected.backward()
         torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-7, atol=1e-10)
     assert set(loss.terms) == {"supap", "calibration"}
+
+
+def test_multi_proxy_anchor_with_one_proxy_is_proxy_anchor_and_draws_k_centers(batch):
+    x, y = batch
+    one = _double(build("multiproxyanchor", num_classes=C, embedding_dim=D, proxies_per_class=1))
+    pml_pa = pml_losses.ProxyAnchorLoss(C, D, margin=0.1, alpha=32).double()
+    with torch.no_grad():
+        pml_pa.proxies.copy_(one.proxies)
+    assert float(one(x, y)) == pytest.approx(float(pml_pa(x, y)), rel=1e-8)
+    three = build("multiproxyanchor", num_classes=C, embedding_dim=D)
+    assert three.centers().shape == (C, 3, D)
+    s = three.class_similarity(x.float())
+    sims = (F.normalize(x.float(), dim=1) @ F.normalize(three.proxies, dim=1).T).view(len(x), C, 3)
+    assert bool((s <= sims.max(dim=2).values + 1e-6).all()) and bool((s >= sims.min(dim=2).values - 1e-6).all())
