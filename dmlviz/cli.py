@@ -31,8 +31,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist5k-pairs", help=f"dataset name: {', '.join(sorted(DATASETS))}, imagefolder:PATH, or a features file FILE.npz from `dmlviz features` (default: %(default)s)")
     p.add_argument("--model", default="linear", help=f"model: {', '.join(sorted(MODELS))} (default: %(default)s)")
     p.add_argument("--loss", default="softtriple", help=f"loss: {', '.join(sorted(LOSSES))} (default: %(default)s)")
-    p.add_argument("--regularizer", choices=("mdr",), default=None,
-                   help="add a regularizer to the loss: mdr (Multi-level Distance Regularization; its weights via --param lambda_mdr=0.6 --param nu_mdr=0.01)")
+    p.add_argument("--regularizer", choices=("mdr", "lsd"), default=None,
+                   help="add a regularizer to the loss: mdr (Multi-level Distance Regularization; --param lambda_mdr=0.6 --param nu_mdr=0.01) "
+                        "or lsd (listwise self-distillation from the previous epoch's model; --param lsd_alpha=200 --param lsd_tau=1)")
     p.add_argument("--epochs", type=int, default=30, help="epochs to train (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the model (default: %(default)s)")

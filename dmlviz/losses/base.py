@@ -69,6 +69,19 @@ class DMLLoss(nn.Module):
         """
         return F.normalize(embeddings, dim=1)
 
+    def start_epoch(self, epoch: int, epochs: int, model: nn.Module) -> None:
+        """Called by the trainer before training epoch ``epoch`` (1..``epochs``) with the model as it is then; no-op by default."""
+
+    #: True for a loss that also needs a frozen teacher's embeddings of each batch (see :meth:`teacher_embed`)
+    uses_teacher: bool = False
+
+    def teacher_embed(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        """The teacher's embeddings [B, D] of a batch's inputs (no gradient), for losses with ``uses_teacher``; None otherwise."""
+        return None
+
+    def set_teacher_batch(self, embeddings: torch.Tensor | None) -> None:
+        """Hand the loss the teacher's embeddings [B, D] of the batch it is about to see (``uses_teacher`` losses)."""
+
     def snapshot_arrays(self) -> dict[str, torch.Tensor]:
         """Extra state recorded in each epoch's snapshot (e.g. MDR's levels), detached; empty by default."""
         return {}

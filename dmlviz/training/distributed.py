@@ -155,9 +155,16 @@ class GlobalBatchLoss(torch.nn.Module):
             embeddings = self.net(inputs)
         embeddings = embeddings.float()
         everything, all_labels = embeddings, labels
+        teacher = self.loss_fn.teacher_embed(inputs) if self.loss_fn.uses_teacher else None
         if self.processes.distributed:
             everything = _GatherWithGradient.apply(embeddings.contiguous())
             gathered = [torch.empty_like(labels) for _ in range(self.processes.world_size)]
             dist.all_gather(gathered, labels.contiguous())  # shards of equal size: see shard()
             all_labels = torch.cat(gathered)
+            if teacher is not None:
+                shards = [torch.empty_like(teacher) for _ in range(self.processes.world_size)]
+                dist.all_gather(shards, teacher.contiguous())
+                teacher = torch.cat(shards)
+        if self.loss_fn.uses_teacher:
+            self.loss_fn.set_teacher_batch(teacher)
         return self.loss_fn(everything, all_labels, check=False), embeddings

@@ -290,6 +290,7 @@ def _train_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
     """
     s, procs = trainer.setup, trainer.processes
     start = time.perf_counter()
+    s.loss_fn.start_epoch(epoch, s.config.epochs, s.net)  # e.g. LSD's teacher: the model as the last epoch left it
     s.net.train()
     torch.manual_seed(s.config.seed * 1_000_003 + epoch)  # dropout & co. draw the same numbers when the epoch is resumed
     batches = epoch_batches(s.train_labels, s.config.batch_size, seed=s.config.seed, epoch=epoch, m_per_class=s.m_per_class)

@@ -288,3 +288,18 @@ def check_distances(page, root: str = "", timeout: float = 30_000) -> dict:
     assert 0.0 <= float(overlap.group(1)) <= 1.0 and 0.0 <= float(auc.group(1)) <= 1.0, summary
     return dict(epoch=int(epoch.group(1)), overlap=float(overlap.group(1)), auc=float(auc.group(1)), summary=summary,
                 lines=lines, width=width, tab_width=inner)
+
+
+def figures_fit(page, plots: str, container: str = ".dmlviz-map", seconds: float = 5.0) -> tuple[list, list, float]:
+    """The widths of every plotly figure matching ``plots`` (a CSS selector) and of its ``container`` (its closest ancestor
+    matching it), polled for up to ``seconds`` until each figure fits its container: (widths at first, widths at last, seconds
+    waited), each a list of [figure px, container px]. A figure drawn while its container had no width takes plotly's default
+    700 px, which then overflows a narrower container."""
+    measure = ("([plots, container]) => Array.from(document.querySelectorAll(plots)).map((gd) =>"
+               " [Math.round(gd.querySelector('.main-svg').getBoundingClientRect().width), Math.round(gd.closest(container).getBoundingClientRect().width)])")
+    first = widths = page.evaluate(measure, [plots, container])
+    started = time.monotonic()
+    while not all(figure <= box + 2 for figure, box in widths) and time.monotonic() - started < seconds:
+        page.wait_for_timeout(100)
+        widths = page.evaluate(measure, [plots, container])
+    return first, widths, time.monotonic() - started

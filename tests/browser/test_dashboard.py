@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import check_distances
+from conftest import check_distances, figures_fit
 
 pytestmark = pytest.mark.browser
 
@@ -260,6 +260,9 @@ def test_compare_maps_share_a_lasso_selection(page, page_log, server, served_com
     for index in range(n):
         seconds, pixels = drawn.wait(page, f":nth-match({COMPARE_PLOT}, {index + 1})", timeout=60)
         record(f"voila compare map {index + 1} of {n} (240 points): drawn {seconds:.2f} s after the maps appeared ({pixels} pixels)")
+    first, widths, fitted = figures_fit(page, COMPARE_PLOT)
+    record(f"voila compare: figure/cell widths {first} when drawn, {widths} {fitted:.2f} s later")
+    assert all(figure <= cell + 2 for figure, cell in widths), f"figures wider than their maps' cells (figure, cell px): {widths}"
     lengths = page.evaluate(f"Array.from(document.querySelectorAll('{COMPARE_PLOT}')).map((gd) => gd.data[0].x.length)")
     assert lengths == [240] * n, lengths
     table = page.locator(".dmlviz-compare-table").first.inner_text()

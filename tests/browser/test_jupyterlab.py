@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import check_distances, stop_process
+from conftest import check_distances, figures_fit, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -191,14 +191,7 @@ def test_compare_cell_draws_every_map(page, page_log, lab, compare_runs, shot, d
         shot(page, "jupyterlab-compare-not-drawn")
         raise
     # each figure fits its cell of the grid (half the notebook's width), not plotly's default 700 px
-    measure = (f"() => Array.from(document.querySelectorAll('{plots}')).map((gd) =>"
-               " [Math.round(gd.querySelector('.main-svg').getBoundingClientRect().width), Math.round(gd.closest('.dmlviz-map').getBoundingClientRect().width)])")
-    first = widths = page.evaluate(measure)
-    started = time.monotonic()
-    while not all(figure <= cell + 2 for figure, cell in widths) and time.monotonic() - started < 5:
-        page.wait_for_timeout(100)
-        widths = page.evaluate(measure)
-    fitted = time.monotonic() - started
+    first, widths, fitted = figures_fit(page, plots)
     line = (f"jupyterlab compare (2 runs, 240 points each): output {output:.2f} s after Shift+Enter, "
             f"maps drawn {', '.join(f'{s:.2f}' for s in waits)} s after; figure/cell widths {first} when drawn, {widths} {fitted:.2f} s later")
     with open(OUTPUT / "timings.txt", "a") as out:
