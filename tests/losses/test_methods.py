@@ -264,3 +264,34 @@ def test_multi_proxy_anchor_with_one_proxy_is_proxy_anchor_and_draws_k_centers(b
     s = three.class_similarity(x.float())
     sims = (F.normalize(x.float(), dim=1) @ F.normalize(three.proxies, dim=1).T).view(len(x), C, 3)
     assert bool((s <= sims.max(dim=2).values + 1e-6).all()) and bool((s >= sims.min(dim=2).values - 1e-6).all())
+
+
+def test_ensemble_is_the_authors_wel_over_successive_batches():
+    torch.manual_seed(3)
+    loss = build("ensemble", num_classes=C, embedding_dim=D, losses="triplet,proxynca", prior="2,1,3")
+    m, floor = 3, 1 / 12
+    c = torch.sqrt(torch.tensor([2.0, 1.0, 3.0]) / 6 - floor)
+    torch.testing.assert_close(loss.coeffs.detach(), c)
+    running, seen = [0.0] * m, 0
+    for step in range(3):
+        x, y = torch.randn(24, D), torch.arange(C).repeat_interleave(4)
+        torch.manual_seed(10 + step)
+        value = loss(x, y)
+        # the authors' forward, re-typed: classifier with smoothed labels, then the metric losses
+        target = torch.full((24, C), 0.15 / (C - 1)).scatter_(1, y[:, None], 0.85)
+        l0 = torch.sum(-target * torch.log(F.softmax(loss.classifier(x), dim=1)), -1).mean()
+        torch.manual_seed(10 + step)
+        ls = [l0, loss.components[0](x, y), loss.components[1](x, y)]
+        for i in range(m):
+            running[i] = (float(ls[i]) + seen * running[i]) / (seen + 1)
+        seen += 1
+        mean = sum(running) / m
+        coeff2 = loss.coeffs.detach() ** 2
+        expected = sum((coeff2[i] + floor) * (mean / running[i]) * ls[i] for i in range(m))
+        expected = expected + 100 * 100.0 * (coeff2.sum() + m * floor - 1) ** 2
+        assert float(value) == pytest.approx(float(expected), rel=1e-5)
+    assert loss.centers().shape == (C, 1, D) and loss.needs_pairs
+    with pytest.raises(ValueError, match="prior needs 3 positive numbers"):
+        build("ensemble", num_classes=C, embedding_dim=D, losses="triplet,proxynca", prior="1,1")
+    with pytest.raises(ValueError, match="losses must name registered losses"):
+        build("ensemble", num_classes=C, embedding_dim=D, losses="triplet,nope")
