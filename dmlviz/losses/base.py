@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,9 @@ class DMLLoss(nn.Module):
         ``embedding_scale`` so that views measure distances in the same space.
         """
         return F.normalize(embeddings, dim=1)
+
+    def set_class_counts(self, counts: Any) -> None:
+        """Called by the trainer once with the training samples per class [C] (e.g. SOPRC's prior); no-op by default."""
 
     def start_epoch(self, epoch: int, epochs: int, model: nn.Module) -> None:
         """Called by the trainer before training epoch ``epoch`` (1..``epochs``) with the model as it is then; no-op by default."""

@@ -72,6 +72,11 @@ class Ensemble(DMLLoss):
         self.preferred_m_per_class = max(c.preferred_m_per_class for c in self.components)
         self.hparams = dict(losses=",".join(names), prior=",".join(f"{w:g}" for w in weights), eta=self.eta, smoothing=self.smoothing)
 
+    def set_class_counts(self, counts) -> None:  # noqa: ANN001
+        """Every component's hook."""
+        for component in self.components:
+            component.set_class_counts(counts)
+
     def weights(self) -> torch.Tensor:
         """The effective weights [m] c_i² + 1/(4m) (classifier first)."""
         return self.coeffs.pow(2) + self.floor

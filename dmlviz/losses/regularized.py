@@ -75,6 +75,10 @@ class Regularized(DMLLoss):
                 parts["lsd"] = self.lsd.weight() * self.lsd(embeddings, teacher)
         return parts
 
+    def set_class_counts(self, counts: Any) -> None:
+        """The base loss's hook."""
+        self.base.set_class_counts(counts)
+
     def start_epoch(self, epoch: int, epochs: int, model: torch.nn.Module) -> None:
         """The base loss's hook; for LSD, the teacher of this epoch (a frozen copy of ``model``)."""
         self.base.start_epoch(epoch, epochs, model)

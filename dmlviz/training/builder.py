@@ -99,6 +99,7 @@ def build_setup(config: TrainConfig, *, world_size: int = 1) -> Setup:
     net.to(device)
     if device.type == "cuda" and getattr(net, "channels_last", False):
         net.to(memory_format=torch.channels_last)
+    loss_fn.set_class_counts(np.bincount(train_labels, minlength=len(parts.train_classes)))  # e.g. SOPRC's class prior
     loss_fn.to(device)
     _check_model_output(net, data, parts.train, cfg.embedding_dim, device)
     optimizer, has_trunk = _build_optimizer(cfg, net, loss_fn, device)

@@ -87,6 +87,7 @@ OTHER_VALUES = {
     "roadmap": dict(temperature=0.02, rho=50.0, delta=0.1, offset=1.0, start=0.0, calibration_weight=0.5, pos_margin=0.8, neg_margin=0.5),
     "multiproxyanchor": dict(proxies_per_class=2, gamma=0.2, margin=0.2, alpha=16.0),
     "ensemble": dict(losses="softmax,proxyanchor", prior="1,1,1", eta=10.0, smoothing=0.1),
+    "soprc": dict(temp_pn=0.2, temp_pp=0.01, beta=0.2, prior_mul=0.1, num_v=50, variance_weight=2.0),
     "proxysynthesis": dict(base="proxynca", scale=8.0, ps_alpha=0.5, ps_mu=0.5),
     "cbml": dict(pos_a=0.4, pos_b=0.4, neg_a=0.9, neg_b=0.02, margin=0.2, weight=0.5, hyper_weight=0.2, kind="sqrt", weight_p=0.3, weight_n=0.3),
     "proxyanchor": dict(margin=0.2, alpha=16.0),

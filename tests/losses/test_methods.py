@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 """The methods of the seeds against their papers' formulas, re-typed here, or against pytorch-metric-learning."""
 
 import pytest
@@ -295,3 +296,61 @@ def test_ensemble_is_the_authors_wel_over_successive_batches():
         build("ensemble", num_classes=C, embedding_dim=D, losses="triplet,proxynca", prior="1,1")
     with pytest.raises(ValueError, match="losses must name registered losses"):
         build("ensemble", num_classes=C, embedding_dim=D, losses="triplet,nope")
+
+
+def _soprc_reference(feats, targets, v, prior, ns, temp=(0.1, 0.001), beta=0.1, num_v=100):
+    """The authors' SOPRC forward (contiguous blocks), re-typed, with the last row of each class writing v."""
+    b = len(targets)
+    nc = b // ns
+    mask = torch.block_diag(*([torch.ones(ns, ns) + torch.eye(ns)] * nc))
+    sim = feats @ feats.t()
+    sim_pos = torch.sort(sim.view(-1)[mask.view(-1).eq(1)].view(b, ns - 1, 1), 1)[0]
+    sim_neg = sim.view(-1)[mask.view(-1).eq(0)].view(b, 1, (nc - 1) * ns)
+    x = torch.clamp(sim_pos - sim_neg, max=temp[0])
+    loss_pn = torch.where(x >= 0, (x / temp[0] - 1) ** 2, -2 * x / temp[0] + 1).mean(-1)
+    with torch.no_grad():
+        n = math.ceil(num_v / (ns - 1))
+        alpha = (torch.arange(n) / n).view(1, 1, -1)
+        sc = sim_pos.clone()
+        left = torch.cat([torch.clamp(2 * sc[:, 0] - sc[:, 1], min=-1).unsqueeze(1), sc[:, :-1]], dim=1)
+        right = torch.cat([sc[:, 1:], torch.clamp(2 * sc[:, -1] - sc[:, -2], max=1).unsqueeze(1)], dim=1)
+        new = (beta / 2 * (((sc - left) * alpha + left) + ((right - sc) * alpha + sc))).view(b, -1)[:, :num_v]
+        for row in range(b):  # in order: the last row of a class is the one that stays
+            if row % ns == ns - 1:
+                v[targets[row]] = (1 - beta) * v[targets[row]] + new[row]
+        pv = 2 / (1 + torch.exp(torch.clamp(sim_pos - v[targets].view(b, 1, -1), max=0) / temp[1])) - 1
+        pv = (1 + pv.sum(-1)) / (pv.shape[-1] + 1)
+    p = prior[targets].unsqueeze(1)
+    loss = (1 - p) / p * loss_pn / pv
+    return (loss / (1 + loss)).mean()
+
+
+def test_soprc_is_the_authors_over_successive_batches():
+    torch.manual_seed(5)
+    loss = build("soprc", num_classes=C, embedding_dim=D, variance_weight=0.0)
+    counts = np.array([10, 20, 30, 40, 50, 60])
+    loss.set_class_counts(counts)
+    torch.testing.assert_close(loss.prior, torch.tensor(counts * 0.01 / 60, dtype=torch.float32))
+    v = (torch.arange(100) / 100).repeat(C, 1)
+    for _ in range(3):
+        x, y = torch.randn(24, D), torch.arange(C).repeat_interleave(4)
+        ours = loss(x, y)
+        expected = _soprc_reference(F.normalize(x, dim=1), y, v, loss.prior, ns=4)
+        assert float(ours) == pytest.approx(float(expected), rel=1e-5)
+        torch.testing.assert_close(loss.v, v)
+    with pytest.raises(ValueError, match="the same number"):
+        loss(torch.randn(7, D), torch.tensor([0, 0, 0, 1, 1, 1, 1]))
+
+
+def test_soprc_variance_term_penalises_the_tails_of_the_score_distributions():
+    torch.manual_seed(6)
+    x, y = torch.randn(24, D), torch.arange(C).repeat_interleave(4)
+    loss = build("soprc", num_classes=C, embedding_dim=D)
+    loss(x, y)
+    u = F.normalize(x, dim=1)
+    s = u @ u.T
+    same = (y[:, None] == y[None, :]) & ~torch.eye(24, dtype=torch.bool)
+    sp, sn = s[same], s[y[:, None] != y[None, :]]
+    gp, gn = sp.mean() - sp, sn - sn.mean()
+    expected = (gp[gp > 0] ** 2).mean() + 5 * (gn[gn > 0] ** 2).mean()
+    assert loss.terms["variance"] == pytest.approx(float(expected), rel=1e-5)
