@@ -34,6 +34,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--regularizer", choices=("mdr", "lsd"), default=None,
                    help="add a regularizer to the loss: mdr (Multi-level Distance Regularization; --param lambda_mdr=0.6 --param nu_mdr=0.01) "
                         "or lsd (listwise self-distillation from the previous epoch's model; --param lsd_alpha=200 --param lsd_tau=1)")
+    p.add_argument("--augmenter", choices=("das",), default=None,
+                   help="also train on synthetic embeddings made from each batch: das (Densely-Anchored Sampling; --param das_num_produce=3 ...)")
     p.add_argument("--epochs", type=int, default=30, help="epochs to train (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the model (default: %(default)s)")
@@ -99,7 +101,7 @@ def train_config(args: argparse.Namespace) -> Any:
         model_params["channels_last"] = False
     model_params.update(dict(args.model_param))
     return TrainConfig(
-        dataset=args.dataset, model=args.model, loss=args.loss, regularizer=args.regularizer, epochs=args.epochs, batch_size=args.batch_size,
+        dataset=args.dataset, model=args.model, loss=args.loss, regularizer=args.regularizer, augmenter=args.augmenter, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, center_lr=args.center_lr, embedding_dim=args.embedding_dim, split=args.split,
         test_fraction=args.test_fraction, m_per_class=args.m_per_class, probe_size=args.probe_size, eps=args.eps,
         seed=args.seed, out=args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,

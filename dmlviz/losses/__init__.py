@@ -16,8 +16,9 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "registry"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
+from .augmented import AUGMENTERS, Augmented  # noqa: E402
 from .mdr import MDR  # noqa: E402
 from .regularized import REGULARIZERS, Regularized  # noqa: E402
 from .softtriple import NormalizedSoftmax, SoftTriple  # noqa: E402
 
-__all__ = ["DMLLoss", "LOSSES", "MDR", "REGULARIZERS", "Regularized", "NormalizedSoftmax", "SoftTriple", "build", "register"]
+__all__ = ["AUGMENTERS", "Augmented", "DMLLoss", "LOSSES", "MDR", "REGULARIZERS", "Regularized", "NormalizedSoftmax", "SoftTriple", "build", "register"]

@@ -85,6 +85,11 @@ class DMLLoss(nn.Module):
     def set_teacher_batch(self, embeddings: torch.Tensor | None) -> None:
         """Hand the loss the teacher's embeddings [B, D] of the batch it is about to see (``uses_teacher`` losses)."""
 
+    def synthetic_points(self, embeddings: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Synthetic embeddings the loss would make from these samples [S, D] (training-class labels [S]) and their
+        source rows, for losses that augment their batches (DAS); None for the others."""
+        return None
+
     def snapshot_arrays(self) -> dict[str, torch.Tensor]:
         """Extra state recorded in each epoch's snapshot (e.g. MDR's levels), detached; empty by default."""
         return {}

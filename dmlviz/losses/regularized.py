@@ -75,6 +75,10 @@ class Regularized(DMLLoss):
                 parts["lsd"] = self.lsd.weight() * self.lsd(embeddings, teacher)
         return parts
 
+    def synthetic_points(self, embeddings: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> Any:
+        """The base loss's (DAS under a regularizer)."""
+        return self.base.synthetic_points(embeddings, labels, seed)
+
     def set_class_counts(self, counts: Any) -> None:
         """The base loss's hook."""
         self.base.set_class_counts(counts)

@@ -131,3 +131,36 @@ def place_centers(
         xy[row] = pos[g]
         owning[row] = owns[g]
     return xy.astype(np.float32), owning
+
+
+#: How synthetic points (DAS) are placed on the map (caption).
+SYNTHETIC_NOTE = (
+    "each synthetic point is drawn at the mean 2-D position of its {k} nearest probe samples in the embedding (cosine); "
+    "its own position in the embedding is not a point of the layout"
+)
+
+
+def place_by_neighbours(
+    probe: np.ndarray, probe_xy: np.ndarray, points: np.ndarray, k: int = 5, quality_k: int = 10
+) -> tuple[np.ndarray, float]:
+    """2-D positions [S, 2] of ``points`` [S, D] among the ``probe`` [N, D] laid out at ``probe_xy`` [N, 2], and their k-NN preservation.
+
+    Each point goes to the mean position of its ``k`` most cosine-similar probe samples. The
+    figure returned: mean over points of the share of their ``quality_k`` nearest probe samples in
+    the embedding that are also among their ``quality_k`` nearest in 2-D (1 = the neighbourhoods kept).
+    """
+    from scipy.spatial import cKDTree
+
+    from ..eval.retrieval import knn
+
+    n = len(probe)
+    if not len(points) or n == 0:
+        return np.zeros((0, 2), dtype=np.float32), float("nan")
+    kk, qk = min(k, n), min(quality_k, n)
+    _, idx = knn(np.asarray(points, dtype=np.float32), np.asarray(probe, dtype=np.float32), max(kk, qk), device="cpu")
+    idx = idx.numpy()
+    xy = np.asarray(probe_xy, dtype=np.float64)[idx[:, :kk]].mean(axis=1)
+    _, near_2d = cKDTree(np.asarray(probe_xy, dtype=np.float64)).query(xy, k=qk)
+    near_2d = np.asarray(near_2d).reshape(len(xy), qk)
+    kept = [len(set(a) & set(b)) / qk for a, b in zip(idx[:, :qk], near_2d)]
+    return xy.astype(np.float32), float(np.mean(kept))

@@ -332,6 +332,11 @@ class Run:
             centers_stored=str(data["centers_stored"]) if "centers_stored" in data else "all",
         )
 
+    def array_names(self, epoch: int) -> list[str]:
+        """The names of the arrays an epoch's snapshot holds."""
+        with np.load(self.path / layout.epoch_file(int(epoch)), allow_pickle=False) as data:
+            return list(data.files)
+
     def arrays(self, epoch: int, *keys: str) -> dict[str, np.ndarray]:
         """Only the named arrays of an epoch's snapshot (e.g. "centers", "effective_k"), read lazily."""
         path = self.path / layout.epoch_file(int(epoch))

@@ -14,7 +14,7 @@ import torch
 from .. import __version__
 from ..data import DMLDataset, Split, load_dataset, split_dataset
 from ..eval.clustering import resolve_nmi_method
-from ..losses import DMLLoss, Regularized, build
+from ..losses import Augmented, DMLLoss, Regularized, build
 from ..models import build_model
 from .._device import resolve_device
 from .config import TrainConfig, check_m_per_class
@@ -86,10 +86,12 @@ def build_setup(config: TrainConfig, *, world_size: int = 1) -> Setup:
         if cfg.loss_params:
             raise ValueError(f"loss parameters {sorted(cfg.loss_params)} were given with a loss object; set them on the object")
         _check_loss_object(cfg.loss, len(parts.train_classes), cfg.embedding_dim, split)
-        loss_fn = cfg.loss if cfg.regularizer is None else Regularized(cfg.loss, cfg.regularizer)
+        loss_fn = cfg.loss if cfg.augmenter is None else Augmented(cfg.loss, cfg.augmenter)
+        loss_fn = loss_fn if cfg.regularizer is None else Regularized(loss_fn, cfg.regularizer)
     else:
         loss_fn = build(
-            cfg.loss, num_classes=len(parts.train_classes), embedding_dim=cfg.embedding_dim, regularizer=cfg.regularizer, **cfg.loss_params
+            cfg.loss, num_classes=len(parts.train_classes), embedding_dim=cfg.embedding_dim, regularizer=cfg.regularizer,
+            augmenter=cfg.augmenter, **cfg.loss_params
         )
     m_per_class = cfg.m_per_class
     if m_per_class is None and loss_fn.needs_pairs:
@@ -109,7 +111,7 @@ def build_setup(config: TrainConfig, *, world_size: int = 1) -> Setup:
         "num_samples": len(data),
         "num_classes": data.num_classes,
         "model": describe(cfg.model),
-        "loss": (loss_fn.base if isinstance(loss_fn, Regularized) else loss_fn).name if isinstance(cfg.loss, DMLLoss) else cfg.loss,
+        "loss": cfg.loss.name if isinstance(cfg.loss, DMLLoss) else cfg.loss,
         "loss_params": dict(loss_fn.hparams),
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,
@@ -133,6 +135,8 @@ def build_setup(config: TrainConfig, *, world_size: int = 1) -> Setup:
     }
     if cfg.regularizer is not None:
         run_config["regularizer"] = cfg.regularizer
+    if cfg.augmenter is not None:
+        run_config["augmenter"] = cfg.augmenter
     if loss_fn.embedding_scale != "unit":  # how the loss measured distances; views measure the same way
         run_config["embedding_scale"] = loss_fn.embedding_scale
     if cfg.model_params:

@@ -45,6 +45,7 @@ class TrainConfig:
     model: Any = "linear"
     loss: Any = "softtriple"
     regularizer: str | None = None
+    augmenter: str | None = None
     epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
@@ -100,6 +101,10 @@ class TrainConfig:
             from ..losses import REGULARIZERS
 
             check_choice("regularizer", self.regularizer, tuple(REGULARIZERS))
+        if self.augmenter is not None:
+            from ..losses import AUGMENTERS
+
+            check_choice("augmenter", self.augmenter, tuple(AUGMENTERS))
         if self.nmi not in NMI_METHODS:
             raise ValueError(f"nmi must be 'auto', 'kmeans', 'minibatch' or 'off', got {self.nmi!r}")
         self.nmi_every = check_positive_int("nmi_every", self.nmi_every)

@@ -17,9 +17,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LossSpec:
-    """One entry of ``--losses``: a loss name, an optional regularizer and loss parameters.
+    """One entry of ``--losses``: a loss name, an optional regularizer and augmenter, and loss parameters.
 
-    Written ``name[+regularizer][:key=value;key=value]``, e.g. ``softtriple:centers_per_class=3``
+    Written ``name[+regularizer][+augmenter][:key=value;key=value]``, e.g. ``softtriple:centers_per_class=3``,
+    ``multisimilarity+das``
     or ``triplet+mdr:mining=distance;margin=0.2;scale=mean_distance`` (values read as JSON when they parse).
     """
 
@@ -27,6 +28,7 @@ class LossSpec:
     regularizer: str | None
     params: dict[str, Any]
     text: str
+    augmenter: str | None = None
 
     @property
     def slug(self) -> str:
@@ -36,16 +38,22 @@ class LossSpec:
 
 def parse_loss_spec(text: str) -> LossSpec:
     """The LossSpec written as ``text`` (see :class:`LossSpec`); errors name the part that is wrong."""
-    from ..losses import LOSSES, REGULARIZERS
+    from ..losses import AUGMENTERS, LOSSES, REGULARIZERS
 
     original = text.strip()
     head, _, tail = original.partition(":")
-    name, _, regularizer = head.partition("+")
-    name = name.strip()
+    name, *extras = (part.strip() for part in head.split("+"))
     if name not in LOSSES:
         raise ValueError(f"--losses entry {original!r}: unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
-    if regularizer and regularizer not in REGULARIZERS:
-        raise ValueError(f"--losses entry {original!r}: unknown regularizer {regularizer!r}; known: {', '.join(sorted(REGULARIZERS))}")
+    regularizer = augmenter = None
+    for extra in extras:
+        if extra in REGULARIZERS and regularizer is None:
+            regularizer = extra
+        elif extra in AUGMENTERS and augmenter is None:
+            augmenter = extra
+        else:
+            raise ValueError(f"--losses entry {original!r}: unknown regularizer {extra!r} (or a second one); known: "
+                             f"regularizers {', '.join(sorted(REGULARIZERS))}, augmenters {', '.join(sorted(AUGMENTERS))}")
     params: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in tail.split(";"))):
         if "=" not in item:
@@ -55,7 +63,7 @@ def parse_loss_spec(text: str) -> LossSpec:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
             params[key] = value
-    return LossSpec(name, regularizer or None, params, original)
+    return LossSpec(name, regularizer, params, original, augmenter)
 
 
 def parse_losses(text: str) -> list[LossSpec]:
@@ -91,7 +99,7 @@ def train_grid(
     runs = []
     for spec in specs:
         out = grid_folder(runs_dir, name, spec)
-        config = base.replace(loss=spec.loss, regularizer=spec.regularizer, loss_params=dict(spec.params), out=out, resume=False, overwrite=False)
+        config = base.replace(loss=spec.loss, regularizer=spec.regularizer, augmenter=spec.augmenter, loss_params=dict(spec.params), out=out, resume=False, overwrite=False)
         if (out / "run.json").is_file():
             existing = load_run(out)
             if existing.status == "finished" and existing.last_epoch is not None and existing.last_epoch >= base.epochs:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..data import DMLDataset, Split
 from ..eval import assign_to_centers, center_groups, merged_assignments, nmi, retrieval_metrics, submode_score
 from ..losses import DMLLoss
+from ..losses.augmented import RECORDED_SOURCES
 from ..runs import RunWriter
 from .batches import Batches
 from .config import PROBE_MAX_SIZE  # noqa: F401  (re-exported: the largest probe)
@@ -218,7 +219,28 @@ class Recorder:
             if not torch.isfinite(learned).all():
                 raise FloatingPointError(f"the loss's centers became NaN or inf during epoch {epoch}")
         extras = {name: value.float().cpu().numpy() for name, value in loss.snapshot_arrays().items()}
+        extras.update(self._synthetic(embedded, loss, epoch))
         return Capture(epoch, raw, learned, time.perf_counter() - start, test_on_device, extras)
+
+    def _synthetic(self, embedded: torch.Tensor, loss: DMLLoss, epoch: int) -> dict[str, np.ndarray]:
+        """The synthetic points an augmenting loss (DAS) would make from a fixed set of probe samples of training classes."""
+        if not hasattr(self, "_synthetic_sources"):
+            train_classes = self.split.train_classes
+            eligible = np.flatnonzero(np.isin(self.probe_labels, train_classes))
+            if len(eligible) > RECORDED_SOURCES:
+                eligible = np.sort(np.random.default_rng(0).choice(eligible, size=RECORDED_SOURCES, replace=False))
+            self._synthetic_sources = eligible
+            self._synthetic_labels = np.searchsorted(train_classes, self.probe_labels[eligible])
+        rows = self._synthetic_sources
+        if not len(rows):
+            return {}
+        x = embedded[torch.as_tensor(self._probe_pos[rows], device=embedded.device)]
+        labels = torch.as_tensor(self._synthetic_labels, device=embedded.device)
+        made = loss.synthetic_points(x, labels, seed=epoch)
+        if made is None:
+            return {}
+        points, sources = made
+        return {"synthetic": F.normalize(points.float(), dim=1).cpu().numpy(), "synthetic_source": rows[sources.cpu().numpy()].astype(np.int64)}
 
     def record(self, epoch: int, model: torch.nn.Module, loss: DMLLoss, train_stats: dict[str, float]) -> dict[str, Any]:
         """Write epoch_NNNN.npz and the epoch's metrics row; return the row."""

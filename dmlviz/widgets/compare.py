@@ -85,6 +85,8 @@ def check_comparable(runs: Sequence[Run]) -> None:
 def _label(run: Run) -> str:
     cfg = run.config
     name = str(cfg.get("loss"))
+    if cfg.get("augmenter"):
+        name += f" + {str(cfg['augmenter']).upper()}"
     if cfg.get("regularizer"):
         name += f" + {str(cfg['regularizer']).upper()}"
     return name
@@ -93,7 +95,8 @@ def _label(run: Run) -> str:
 class Compare(widgets.VBox):
     """Runs side by side: ``Compare([run_a, run_b, ...])`` (Runs or paths), maps registered to the first run's."""
 
-    def __init__(self, runs: Sequence[Run | str | os.PathLike], *, layout: str = "pca", columns: int = 2, map_height: int = 380) -> None:
+    def __init__(self, runs: Sequence[Run | str | os.PathLike], *, layout: str = "pca", columns: int = 2, map_height: int = 380,
+                 map_width: int = 440) -> None:
         self.runs = [r if isinstance(r, Run) else load_run(r) for r in runs]
         check_comparable(self.runs)
         reference = ExplorerState(self.runs[0])
@@ -101,7 +104,8 @@ class Compare(widgets.VBox):
         for state in self.states[1:]:
             for name in SHARED:
                 traitlets.link((reference, name), (state, name))
-        self.maps = [MapView(state, height=map_height) for state in self.states]
+        # a fixed width: a figure drawn before its grid cell has a width takes plotly's 700 px and keeps it (JupyterLab)
+        self.maps = [MapView(state, height=map_height, width=map_width) for state in self.states]
         self.titles = [widgets.HTML() for _ in self.states]
         cells = [widgets.VBox([title, view], layout=widgets.Layout(border="1px solid #ddd", padding="4px"))
                  for title, view in zip(self.titles, self.maps)]
@@ -163,7 +167,8 @@ class Compare(widgets.VBox):
                     continue
                 mark = COLUMNS[c][1] and len(rows) > 1 and np.isclose(r[c], best[c], rtol=0, atol=5e-4)
                 text = f"{r[c]:.3f}" if c != "effective_k" else f"{r[c]:.2f}"
-                cells.append(f"<td style='padding:2px 8px;text-align:right'>{'<b>' + text + ' ★</b>' if mark else text}</td>")
+                star = "<b>★</b>" if mark else "<span style='visibility:hidden'>★</span>"  # kept in every cell: digits line up
+                cells.append(f"<td style='padding:2px 8px;text-align:right'>{'<b>' + text + '</b>' if mark else text}&nbsp;{star}</td>")
             body.append(f"<tr><td style='padding:2px 8px'>{html.escape(r['label'])} <span style='color:#777'>({html.escape(r['run'])})</span></td>"
                         f"<td style='text-align:right'>{r['epoch'] if r['epoch'] is not None else '–'}</td>{''.join(cells)}</tr>")
         base = self._baselines(shown)
@@ -180,15 +185,17 @@ class Compare(widgets.VBox):
         out = ""
         if table is not None and len(table) and int(table["epoch"].iloc[0]) == 0:
             first = table.iloc[0]
-            cells = "".join(f"<td style='padding:2px 8px;text-align:right;color:#777'>{first[c]:.3f}</td>" if c in first and first[c] == first[c]
-                            else "<td></td>" for c in shown)
+            hidden = "&nbsp;<span style='visibility:hidden'>★</span>"
+            cells = "".join(f"<td style='padding:2px 8px;text-align:right;color:#777'>{first[c]:{'.2f' if c == 'effective_k' else '.3f'}}{hidden}</td>"
+                            if c in first and first[c] == first[c] else "<td></td>" for c in shown)
             out += f"<tr style='color:#777'><td style='padding:2px 8px'>untrained (epoch 0 of {html.escape(run.name)})</td><td style='text-align:right'>0</td>{cells}</tr>"
         probe = run.probe
         labels = probe["labels"][probe["split"] == 1]
         if len(labels) >= 2 and "recall@1" in shown:
             _, counts = np.unique(labels, return_counts=True)
             chance = float((counts * (counts - 1)).sum() / (len(labels) * (len(labels) - 1)))
-            cells = "".join(f"<td style='padding:2px 8px;text-align:right;color:#777'>{chance:.3f}</td>" if c == "recall@1" else "<td></td>" for c in shown)
+            cells = "".join(f"<td style='padding:2px 8px;text-align:right;color:#777'>{chance:.3f}{hidden}</td>" if c == "recall@1" else "<td></td>"
+                            for c in shown)
             out += f"<tr style='color:#777'><td style='padding:2px 8px'>R@1 of a random neighbour (chance)</td><td></td>{cells}</tr>"
         return out
 

@@ -45,7 +45,7 @@ class MapView(widgets.VBox):
     it draws a uniform random sample of the points and says so.
     Beside the map: k-NN preservation of the samples and map-ownership agreement of the centers."""
 
-    def __init__(self, state: ExplorerState, max_points: int = 100_000, height: int = 520) -> None:
+    def __init__(self, state: ExplorerState, max_points: int = 100_000, height: int = 520, width: int | None = None) -> None:
         self.state, self.max_points, self.height = state, int(max_points), height
         self._rows = np.array([], dtype=np.int64)
         self.canvas: PointCanvas | None = None  # the points above LARGE_MAP_ABOVE (jupyter-scatter), made when first needed
@@ -59,9 +59,11 @@ class MapView(widgets.VBox):
                              marker=dict(size=13, symbol="circle-open", line=dict(width=2.5))),
                 go.Scatter(name="selected", mode="markers", hoverinfo="skip", showlegend=False,
                            marker=dict(size=18, symbol="circle-open", color="black", line=dict(width=3))),
+            go.Scatter(name="synthetic (DAS)", mode="markers", hoverinfo="text", showlegend=False, opacity=0.55,
+                       marker=dict(size=6, symbol="circle-open", line=dict(width=1))),
             ],
             layout=go.Layout(
-                height=height, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", hovermode="closest",
+                height=height, width=width, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", hovermode="closest",
                 xaxis=dict(showticklabels=False, zeroline=False, showgrid=False),
                 yaxis=dict(showticklabels=False, zeroline=False, showgrid=False, scaleanchor="x"),
                 legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"), plot_bgcolor="white", uirevision="keep",
@@ -87,6 +89,12 @@ class MapView(widgets.VBox):
         self.caption.add_class("dmlviz-map-caption")
         self.colour_note = widgets.HTML()
         self.colour_note.add_class("dmlviz-colour-note")
+        # synthetic points of an augmenting loss (DAS): off until asked for, shown only for such runs
+        self.synthetic_toggle = widgets.Checkbox(value=False, description="synthetic points", indent=False, layout=widgets.Layout(width="150px"))
+        self.synthetic_toggle.add_class("dmlviz-synthetic-toggle")
+        self.synthetic_note = widgets.HTML()
+        self.synthetic_note.add_class("dmlviz-synthetic-note")
+        self._synthetic_cache: dict[tuple, tuple] = {}
 
         self.epoch_slider.observe(lambda c: setattr(state, "epoch", c["new"]), "value")
         self.color_by.observe(lambda c: setattr(state, "color_by", c["new"]), "value")
@@ -115,9 +123,11 @@ class MapView(widgets.VBox):
         samples.on_hover(self._on_hover)
         self.figure.data[1].on_click(self._on_center_click)
         controls = widgets.HBox([self.play, self.epoch_slider, self.layout_toggle, self.progress, self.status], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        filters = widgets.HBox([self.color_by, self.split_toggle, self.count], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        self.synthetic_toggle.observe(lambda c: self.redraw(points=False), "value")
+        filters = widgets.HBox([self.color_by, self.split_toggle, self.synthetic_toggle, self.count], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         self.plot_area = widgets.VBox([self.canvas.widget if self.large else self.figure])
-        super().__init__([plotly_code(), controls, filters, self.colour_note, self.plot_area, self.caption, widgets.HBox([self.legend, self.hover]), self.selected])
+        super().__init__([plotly_code(), controls, filters, self.colour_note, self.plot_area, self.caption, self.synthetic_note,
+                          widgets.HBox([self.legend, self.hover]), self.selected])
         self.add_class("dmlviz-map")
 
     # -- state → view ----------------------------------------------------------------------
@@ -222,6 +232,8 @@ class MapView(widgets.VBox):
         if self.large:
             self._redraw_canvas(snap, layout, rows, marker, opacity)
             self.redraw_status(layout)
+            self.synthetic_note.value = ('<div style="font-size:11px;color:#555">synthetic points are not drawn on maps of more than '
+                                         f"{LARGE_MAP_ABOVE:,} points</div>" if self.synthetic_toggle.value else "")
             return
         with self.figure.batch_update():
             samples = self.figure.data[0]
@@ -231,6 +243,7 @@ class MapView(widgets.VBox):
             samples.marker.opacity = opacity
             self._draw_centers(snap, layout)
             self._draw_marks(layout)
+            self._draw_synthetic(snap, layout)
         self.redraw_status(layout)
 
     def _colours(self, snap: Any, rows: np.ndarray) -> tuple[dict, Any]:
@@ -393,6 +406,48 @@ class MapView(widgets.VBox):
             self._frame_key = frame
         self.canvas.draw(layout.points[rows], colours, opacity, cxy, ccol, calpha)
         self._draw_marks(layout)
+
+    def synthetic(self, snap: Any, layout: Any) -> tuple[np.ndarray, np.ndarray, float, int] | None:
+        """(positions [S, 2], source probe rows [S], k-NN preservation, produced per source) of the epoch's synthetic points, or None."""
+        run = self.state.run
+        if run is None or not run.config.get("augmenter"):
+            return None
+        key = (snap.epoch, id(layout))
+        if key not in self._synthetic_cache:
+            from ..projection.placement import place_by_neighbours
+
+            if "synthetic" not in run.array_names(snap.epoch):
+                return None
+            arrays = run.arrays(snap.epoch, "synthetic", "synthetic_source")
+            xy, kept = place_by_neighbours(snap.embeddings, layout.points, arrays["synthetic"])
+            per = int((run.config.get("loss_params") or {}).get("das_num_produce", 1))
+            self._synthetic_cache = {key: (xy, arrays["synthetic_source"], kept, per)}
+        return self._synthetic_cache[key]
+
+    def _draw_synthetic(self, snap: Any, layout: Any) -> None:
+        """The synthetic points (toggle on, an augmenting run), coloured by their source's class."""
+        trace = self.figure.data[4]
+        run = self.state.run
+        augmenting = run is not None and bool(run.config.get("augmenter"))
+        self.synthetic_toggle.layout.display = None if augmenting else "none"
+        found = self.synthetic(snap, layout) if augmenting and self.synthetic_toggle.value else None
+        if found is None:
+            trace.x, trace.y = [], []
+            self.synthetic_note.value = ""
+            return
+        from ..projection.placement import SYNTHETIC_NOTE
+
+        xy, sources, kept, per = found
+        shown = np.isin(sources, self._rows)
+        scale, low, high = discrete_colorscale(len(snap.class_names))
+        trace.x, trace.y = xy[shown, 0], xy[shown, 1]
+        trace.marker.update(color=snap.labels[sources[shown]].astype(np.float32), colorscale=scale, cmin=low, cmax=high)
+        trace.text = np.char.add("synthetic from #", snap.ids[sources[shown]].astype(str))
+        self.synthetic_note.value = (
+            f'<div class="dmlviz-synthetic" style="font-size:11px;color:#555;max-width:640px"><b>{int(shown.sum()):,} synthetic points</b> '
+            f"(DAS, {per} per source, from {len(np.unique(sources)):,} probe samples of training classes, made with the loss's state at this "
+            f"epoch): {html.escape(SYNTHETIC_NOTE.format(k=5))}; k-NN preservation of the synthetic points <b>{kept:.2f}</b></div>"
+        )
 
     def _draw_marks(self, layout: Any) -> None:
         state = self.state

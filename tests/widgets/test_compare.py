@@ -40,9 +40,9 @@ def test_the_table_marks_the_best_of_each_column_and_shows_baselines(grid):
     rows = view.metrics_rows(2)
     best = max(rows, key=lambda r: r["recall@1"])
     html = view.table.value
-    assert f"{best['recall@1']:.3f} ★" in html
+    assert f"<b>{best['recall@1']:.3f}</b>&nbsp;<b>★</b>" in html
     assert "untrained (epoch 0" in html and "chance" in html
-    assert html.count("★") >= 5
+    assert html.count("<b>★</b>") >= 5
 
 
 def test_runs_with_another_probe_are_refused(grid, small_synthetic, tmp_path):

@@ -465,3 +465,19 @@ def test_distance_view_draws_mdr_levels_in_their_units(small_synthetic, tmp_path
 def test_explorer_has_a_distances_tab(small_run):
     explorer = Explorer(small_run, watch=0)
     assert [explorer.side.get_title(i) for i in range(3)] == ["Neighbours", "Class inspector", "Distances"]
+
+
+def test_the_map_draws_das_synthetic_points_on_request(small_synthetic, tmp_path):
+    run = dmlviz.train(small_synthetic, "linear", "multisimilarity", augmenter="das", das_num_scale=4, epochs=1, batch_size=32,
+                       embedding_dim=8, split="samples", out=tmp_path / "das", progress=False)
+    state = ExplorerState(run)
+    view = MapView(state)
+    assert view.synthetic_toggle.layout.display is None and len(view.figure.data[4].x) == 0  # offered, off
+    view.synthetic_toggle.value = True
+    assert len(view.figure.data[4].x) == 900
+    assert "900 synthetic points" in view.synthetic_note.value and "k-NN preservation of the synthetic points" in view.synthetic_note.value
+    state.split = "test"
+    assert 0 < len(view.figure.data[4].x) < 900  # only those whose source is drawn
+    other = MapView(ExplorerState(dmlviz.train(small_synthetic, "linear", "multisimilarity", epochs=1, batch_size=32, embedding_dim=8,
+                                               split="samples", out=tmp_path / "plain", progress=False)))
+    assert other.synthetic_toggle.layout.display == "none"
