@@ -169,6 +169,35 @@ def main() -> None:
 
     add("crossentropy", lambda: ce(fresh(), labels, check=False), smoothed_ce, "the authors' SmoothCrossEntropy (KL to the smoothed target), transcribed")
 
+    # the re-typed authors' code the tests check against (tests/losses/test_methods.py): one copy of each
+    sys.path.insert(0, str(ROOT / "tests" / "losses"))
+    from test_methods import _proxy_synthesis_reference, _soprc_reference, _supap_reference  # noqa: E402
+
+    rm = build("roadmap", C, D).to(device)
+    calib = pml.ContrastiveLoss(pos_margin=0.9, neg_margin=0.6, distance=DotProductSimilarity())
+    add("roadmap", lambda: rm(fresh(), labels, check=False),
+        lambda: (lambda x: _supap_reference(F.normalize(x, dim=1) @ F.normalize(x, dim=1).T, labels) + calib(x, labels))(fresh()),
+        "the authors' step_rank + quick_forward (transcribed) + PML calibration")
+    mpa, mpa_ref = build("multiproxyanchor", C, D, proxies_per_class=1).to(device), pml.ProxyAnchorLoss(C, D, margin=0.1, alpha=32).to(device)
+    with torch.no_grad():
+        mpa_ref.proxies.copy_(mpa.proxies)
+    add("multiproxyanchor", lambda: mpa(fresh(), labels, check=False), lambda: mpa_ref(fresh(), labels), "PML ProxyAnchorLoss (K = 1)")
+    ps = build("proxysynthesis", C, D).to(device)
+    ps.draw_rate = lambda device: 0.4
+    from dmlviz.losses.proxy_synthesis import interleave  # noqa: E402
+
+    def ps_reference() -> torch.Tensor:
+        x = fresh()
+        order = interleave(labels)
+        xs, pp, ys = _proxy_synthesis_reference(F.normalize(x[order], dim=1), F.normalize(ps.proxies, dim=1), labels[order], 0.4, 1.0)
+        return F.cross_entropy(23.0 * xs @ pp.T, ys)
+
+    add("proxysynthesis", lambda: ps(fresh(), labels, check=False), ps_reference, "the authors' proxy_synthesis + Norm_SoftMax, transcribed")
+    so = build("soprc", C, D, variance_weight=0.0).to(device)
+    so_v = so.v.clone()
+    add("soprc", lambda: so(fresh(), labels, check=False),
+        lambda: _soprc_reference(F.normalize(fresh(), dim=1), labels, so_v, so.prior, ns=M), "the authors' SOPRC forward, transcribed")
+
     results = {}
     chosen = set(args.only.split(",")) if args.only else set(pairs)
     for name, (ours, reference, what) in pairs.items():

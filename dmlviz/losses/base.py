@@ -48,7 +48,10 @@ class DMLLoss(nn.Module):
         if check:
             self._check_batch(embeddings, labels)
         parts = self.compute(embeddings, labels)
-        total = sum(parts.values())
+        values = iter(parts.values())
+        total = next(values)
+        for value in values:  # not sum(): that adds a 0 first, one more op per call
+            total = total + value
         self.term_tensors = {name: value.detach() for name, value in parts.items()} if len(parts) > 1 else {}
         return total
 

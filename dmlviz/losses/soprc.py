@@ -108,6 +108,8 @@ class SOPRC(DMLLoss):
         prior = self.prior[y].unsqueeze(1)
         ratio = (1 - prior) / prior * loss_pn / loss_pv
         auprc = (ratio / (1 + ratio)).mean()
+        if h["variance_weight"] == 0:
+            return {"auprc": auprc, "variance": auprc.detach() * 0.0}
         sp, sn = pos.view(b, -1), neg.view(b, -1)
         gap_pos = (sp.mean() - sp).flatten()
         gap_neg = (sn - sn.mean()).flatten()
