@@ -54,6 +54,22 @@ class ClassInspector(widgets.VBox):
         self.select.value = state.selected_class if state.selected_class in present else -1
         self.refresh()
 
+    def _beta_text(self, cls: int, epoch: int) -> str:
+        """For a margin-loss run, the class's learned boundary β at ``epoch`` and at epoch 0."""
+        run = self.state.run
+        if run is None or run.config.get("loss") != "margin" or "margin_beta" not in run.array_names(epoch):
+            return ""
+        train = np.asarray(run.probe["train_classes"])
+        where = np.searchsorted(train, cls)
+        if where >= len(train) or train[where] != cls:
+            return ""
+        beta = float(run.arrays(epoch, "margin_beta")["margin_beta"][where])
+        first = run.epochs[0]
+        start = float(run.arrays(first, "margin_beta")["margin_beta"][where]) if "margin_beta" in run.array_names(first) else float("nan")
+        alpha = float((run.config.get("loss_params") or {}).get("margin", 0.2))
+        return (f" · learned boundary <b>β = {beta:.3f}</b> (epoch {first}: {start:.3f}): its positive pairs closer than β − α = "
+                f"{beta - alpha:.3f} and negative pairs farther than β + α = {beta + alpha:.3f} (unit-vector distances) cost nothing")
+
     def _on_select(self, change: Any) -> None:
         self.state.selected_class = int(change["new"])
 
@@ -98,7 +114,7 @@ class ClassInspector(widgets.VBox):
         what = "learned centers" if kind == "learned" else "class mean (this loss has no centers; the mean of the class's embeddings stands in)"
         self.summary.value = (
             f'<div class="dmlviz-class-summary"><b>class {name}</b>, epoch {snap.epoch}: {len(members)} samples, {k} {what}; '
-            f"effective K <b>{eff}</b> (ε = {state.eps:g}){submode_text}</div>"
+            f"effective K <b>{eff}</b> (ε = {state.eps:g}){submode_text}{self._beta_text(cls, snap.epoch)}</div>"
         )
         colour = palette(len(snap.class_names))[cls]
         blocks = []

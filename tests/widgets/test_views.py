@@ -481,3 +481,13 @@ def test_the_map_draws_das_synthetic_points_on_request(small_synthetic, tmp_path
     other = MapView(ExplorerState(dmlviz.train(small_synthetic, "linear", "multisimilarity", epochs=1, batch_size=32, embedding_dim=8,
                                                split="samples", out=tmp_path / "plain", progress=False)))
     assert other.synthetic_toggle.layout.display == "none"
+
+
+def test_the_class_inspector_shows_the_margin_losss_learned_beta(small_synthetic, tmp_path):
+    run = dmlviz.train(small_synthetic, "linear", "margin", epochs=2, batch_size=32, embedding_dim=8, split="samples",
+                       out=tmp_path / "margin", progress=False)
+    state = ExplorerState(run)
+    view = ClassInspector(state)
+    state.selected_class = 1
+    beta = run.arrays(2, "margin_beta")["margin_beta"][1]
+    assert f"β = {beta:.3f}</b> (epoch 0: 1.200)" in view.summary.value
