@@ -15,7 +15,7 @@ from ..projection.quality import QUALITY_SAMPLE
 from .colors import colour_array, discrete_colorscale, palette
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .point_canvas import LARGE_MAP_ABOVE, PointCanvas
-from .state import ExplorerState
+from .state import ExplorerState, soon
 from .thumbs import png_data_uri
 
 logger = logging.getLogger(__name__)
@@ -593,9 +593,11 @@ class MapView(widgets.VBox):
         self.state.selection = self._row_of(points)
 
     def _on_hover(self, trace: Any, points: Any, state: Any) -> None:
+        if getattr(state, "buttons", 0):  # a hover while a button is down: a lasso or box being dragged
+            return
         rows = self._row_of(points)
         if rows:
-            self._show_hover(rows[0])
+            soon(lambda: self._show_hover(rows[0]))  # answer at once: see state.soon
 
     def _show_hover(self, row: int) -> None:
         """The hover panel for probe row ``row``: thumbnail, class, split, id, fine label."""
@@ -629,3 +631,4 @@ def _center_colorscale(k: int) -> tuple[list, float, float]:
     for i, colour in enumerate(colours):
         scale += [[i / m, colour], [(i + 1) / m, colour]]
     return scale, -1.5, -1.5 + m
+

@@ -208,24 +208,41 @@ def after_the_map(update: Any) -> Any:
     0.15 s, 0.53 s with 0.5 s; benchmarks/bench_map_scale.py). Outside a Jupyter kernel with a
     running event loop (scripts, tests) ``update()`` runs at once.
     """
-    import asyncio
 
     def observer(change: Any = None) -> None:
-        loop = _kernel_loop()
+        loop = kernel_loop()
         if loop is None:
             update()
         else:
             loop.call_later(SECONDARY_DELAY, update)
 
-    def _kernel_loop() -> Any:
-        try:
-            from IPython import get_ipython
-
-            shell = get_ipython()
-            if shell is None or getattr(shell, "kernel", None) is None:  # a script, a test, a plain IPython
-                return None
-            return asyncio.get_running_loop()
-        except (ImportError, RuntimeError):
-            return None
-
     return observer
+
+
+def kernel_loop() -> Any:
+    """The running event loop of a Jupyter kernel, or None (a script, a test, a plain IPython)."""
+    import asyncio
+
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None or getattr(shell, "kernel", None) is None:
+            return None
+        return asyncio.get_running_loop()
+    except (ImportError, RuntimeError):
+        return None
+
+
+def soon(work: Any) -> None:
+    """Run ``work()`` right after the current kernel message has been answered (at once outside a kernel).
+
+    The page sends a widget's next state update only once the kernel has answered the previous one,
+    merging whatever came meanwhile; a handler that answers at once keeps the page's later events
+    (a lasso's "selected" after the hovers of its drag) from being merged away.
+    """
+    loop = kernel_loop()
+    if loop is None:
+        work()
+    else:
+        loop.call_soon(work)

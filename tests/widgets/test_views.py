@@ -491,3 +491,4 @@ def test_the_class_inspector_shows_the_margin_losss_learned_beta(small_synthetic
     state.selected_class = 1
     beta = run.arrays(2, "margin_beta")["margin_beta"][1]
     assert f"β = {beta:.3f}</b> (epoch 0: 1.200)" in view.summary.value
+
