@@ -79,26 +79,6 @@ def _mdr_reference() -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def _cbml_reference(feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The authors' per-anchor CBML loop (defaults, adaptive negatives, log type), transcribed."""
-    feats = F.normalize(feats, dim=1)
-    sim = feats @ feats.T
-    out = []
-    for i in range(len(labels)):
-        pos_ = sim[i][labels == labels[i]]
-        pos_ = pos_[pos_ < 1 - 1e-5]
-        neg_ = sim[i][labels != labels[i]]
-        if len(neg_) < 1 or len(pos_) < 1:
-            continue
-        mean = 0.9 * sim[i].mean() + 0.1 * (pos_.min() + neg_.max()) / 2
-        sigma = ((neg_ - mean) ** 2).sum()
-        pos, neg = pos_[pos_ - 0.1 < neg_.max()], neg_[neg_ + 0.1 > pos_.min()]
-        if len(neg) < 1 or len(pos) < 1:
-            continue
-        out.append(torch.log(1 + torch.exp(-(pos - 0.5) / 0.5).sum()) + torch.log(1 + torch.exp((neg - 1.0) / 0.01).sum()) + sigma)
-    return sum(out) / len(labels)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -153,8 +133,12 @@ def main() -> None:
     add("ntxent", lambda: nt(fresh(), labels, check=False), lambda: nt_ref(fresh(), labels), "PML NTXentLoss")
     mdr, mdr_ref = MDR().to(device), _mdr_reference()
     add("mdr", lambda: mdr(fresh()), lambda: mdr_ref(fresh()), "the authors' MDRLoss, transcribed")
+    sys.path.insert(0, str(ROOT / "tests" / "losses"))
+    from test_methods import _cbml_reference  # noqa: E402  (the re-typed authors' loop the tests check against)
+
     cb = build("cbml", C, D).to(device)
-    add("cbml", lambda: cb(fresh(), labels, check=False), lambda: _cbml_reference(fresh(), labels), "the authors' per-anchor loop, transcribed")
+    add("cbml", lambda: cb(fresh(), labels, check=False), lambda: _cbml_reference(F.normalize(fresh(), dim=1), labels),
+        "the authors' per-anchor loop, transcribed")
     sq_labels = torch.arange(8, device=device).repeat_interleave(8)
     sq = base[:64]
     sap, sap_ref = build("smoothap", 8, D).to(device), pml.SmoothAPLoss(temperature=0.01)
