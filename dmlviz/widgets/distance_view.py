@@ -17,6 +17,8 @@ from .state import ExplorerState, after_the_map
 POSITIVE, NEGATIVE, LEVEL = "#2ca02c", "#d62728", "#1f77b4"
 #: figure width in px: fits the side tab in JupyterLab (≈ 390 px) and in Voila
 WIDTH = 370
+#: epochs whose pair distances are kept (each up to 2 M float64 values)
+KEPT = 3
 SCALES = {
     "unit": "Euclidean distances between the L2-normalised embeddings (as the loss measured them)",
     "raw": "Euclidean distances between the embeddings as the model outputs them (the loss does not normalise them)",
@@ -31,6 +33,8 @@ class DistanceView(widgets.VBox):
     def __init__(self, state: ExplorerState, max_points: int = MAX_POINTS, bins: int = 60) -> None:
         self.state, self.max_points, self.bins = state, max_points, bins
         self._cache: dict[tuple[int, str], dict[str, Any]] = {}
+        self._level_cache: dict[int, np.ndarray] = {}
+        self._scores: dict[tuple[int, str], tuple[float, float]] = {}
         self.summary = widgets.HTML()
         self.summary.add_class("dmlviz-distance-summary")
         self.how = widgets.HTML()
@@ -61,6 +65,8 @@ class DistanceView(widgets.VBox):
 
     def _reset(self) -> None:
         self._cache.clear()
+        self._level_cache.clear()
+        self._scores.clear()
         self.refresh()
 
     @property
@@ -84,15 +90,26 @@ class DistanceView(widgets.VBox):
                 extra = run.arrays(epoch, "mdr_levels", "mdr_running_mean", "mdr_running_std")
                 levels, mean, std = extra["mdr_levels"], float(extra["mdr_running_mean"]), float(extra["mdr_running_std"])
             pairs = pair_distances(x, snap.labels[rows], running_mean=mean, running_std=std)
+            while len(self._cache) >= KEPT:  # up to 2 M distances each: keep a few epochs, not all of them
+                self._cache.pop(next(iter(self._cache)))
             self._cache[key] = dict(positive=pairs.positive, negative=pairs.negative, units=pairs.units, levels=levels,
                                     mean=mean, std=std, rows=len(rows))
         return self._cache[key]
 
+    def _levels(self, epoch: int) -> np.ndarray:
+        """MDR's levels [3] at ``epoch``, read once per epoch (the path over epochs is redrawn on every epoch change)."""
+        if epoch not in self._level_cache:
+            self._level_cache[epoch] = np.asarray(self.state.run.arrays(epoch, "mdr_levels")["mdr_levels"], dtype=float)
+        return self._level_cache[epoch]
+
     def scores(self, epoch: int, split: str | None = None) -> tuple[float, float]:
-        """(overlap of the two histograms, separation AUC) at ``epoch``."""
-        d = self.distances(epoch, split)
-        bins = shared_bins(d["positive"], d["negative"], count=self.bins)
-        return histogram_overlap(d["positive"], d["negative"], bins), separation_auc(d["positive"], d["negative"])
+        """(overlap of the two histograms, separation AUC) at ``epoch`` (two numbers kept per epoch and split)."""
+        key = (int(epoch), self.state.split if split is None else split)
+        if key not in self._scores:
+            d = self.distances(epoch, split)
+            bins = shared_bins(d["positive"], d["negative"], count=self.bins)
+            self._scores[key] = (histogram_overlap(d["positive"], d["negative"], bins), separation_auc(d["positive"], d["negative"]))
+        return self._scores[key]
 
     def refresh(self) -> None:
         """Redraw for the state's epoch and split."""
@@ -112,7 +129,7 @@ class DistanceView(widgets.VBox):
         path_y: list[int | None] = []
         shapes = []
         if d["levels"] is not None:
-            table = np.stack([np.asarray(self.state.run.arrays(e, "mdr_levels")["mdr_levels"], dtype=float) for e in state.epochs])
+            table = np.stack([self._levels(e) for e in state.epochs])
             for k in range(table.shape[1]):
                 path_x += [*table[:, k].tolist(), None]
                 path_y += [*state.epochs, None]
