@@ -34,8 +34,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--regularizer", choices=("mdr", "lsd"), default=None,
                    help="add a regularizer to the loss: mdr (Multi-level Distance Regularization; --param lambda_mdr=0.6 --param nu_mdr=0.01) "
                         "or lsd (listwise self-distillation from the previous epoch's model; --param lsd_alpha=200 --param lsd_tau=1)")
-    p.add_argument("--augmenter", choices=("das",), default=None,
-                   help="also train on synthetic embeddings made from each batch: das (Densely-Anchored Sampling; --param das_num_produce=3 ...)")
+    p.add_argument("--augmenter", choices=("das", "iaa"), default=None,
+                   help="also train on synthetic embeddings made from each batch: das (Densely-Anchored Sampling; --param das_num_produce=3 ...) "
+                        "or iaa (Intra-class Adaptive Augmentation, for multisimilarity, contrastive, circle, triplet; --param iaa_lambda=0.8 ...)")
     p.add_argument("--epochs", type=int, default=30, help="epochs to train (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the model (default: %(default)s)")

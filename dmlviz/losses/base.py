@@ -93,6 +93,22 @@ class DMLLoss(nn.Module):
         source rows, for losses that augment their batches (DAS); None for the others."""
         return None
 
+    def wants_training_embeddings(self, epoch: int, epochs: int) -> bool:
+        """Whether the loss needs the whole training set's embeddings before training epoch ``epoch`` (IAA's class statistics)."""
+        return False
+
+    def set_training_embeddings(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+        """Hand the loss the training set's embeddings [N, D] (raw model outputs, eval mode) and training-class labels [N]."""
+
+    #: True for a pair loss that can take anchors from the batch and positives / negatives from a reference set
+    supports_reference: ClassVar[bool] = False
+
+    def compute_reference(self, anchors: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor, reference_labels: torch.Tensor,
+                          reference_sources: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named terms with anchors [B, D] (labels [B]) against ``reference`` [R, D] (labels [R]); a reference row j is
+        never paired with anchor ``reference_sources[j]`` (itself or its own synthetic copies). For ``supports_reference`` losses."""
+        raise NotImplementedError(f"loss {self.name!r} does not take reference embeddings")
+
     def snapshot_arrays(self) -> dict[str, torch.Tensor]:
         """Extra state recorded in each epoch's snapshot (e.g. MDR's levels), detached; empty by default."""
         return {}

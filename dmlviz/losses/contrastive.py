@@ -31,6 +31,7 @@ class Contrastive(_PMLLoss):
 
     name = "contrastive"
     needs_pairs = True
+    supports_reference = True
 
     def __init__(self, num_classes: int, embedding_dim: int, pos_margin: float = 0.0, neg_margin: float = 1.0, balance: float = 1.0) -> None:
         hparams = dict(
@@ -43,7 +44,17 @@ class Contrastive(_PMLLoss):
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """PML's two sub-losses, each reduced as PML reduces it, the negative one weighted."""
-        parts = self.loss.compute_loss(embeddings, labels, None, embeddings, labels)
+        return self._balanced(embeddings, labels, None, embeddings, labels)
+
+    def compute_reference(self, anchors: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor, reference_labels: torch.Tensor,
+                          reference_sources: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The balanced terms of every anchor [B, D] against the reference rows [R, D], own sources left out."""
+        indices = self.reference_indices(anchors, labels, reference, reference_labels, reference_sources)
+        return self._balanced(anchors, labels, indices, reference, reference_labels)
+
+    def _balanced(self, embeddings: torch.Tensor, labels: torch.Tensor, indices: tuple | None, reference: torch.Tensor,
+                  reference_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = self.loss.compute_loss(embeddings, labels, indices, reference, reference_labels)
         reduce = self.loss.reducer
         positive = reduce({"pos_loss": parts["pos_loss"]}, embeddings, labels)
         negative = reduce({"neg_loss": parts["neg_loss"]}, embeddings, labels)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning.distances import LpDistance
+from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from .._validation import check_choice, check_positive_float, check_positive_int
 from .base import DMLLoss
@@ -27,6 +28,32 @@ class _PMLLoss(DMLLoss):
         """The wrapped loss on the (mined) batch."""
         indices = self.miner(embeddings, labels) if self.miner is not None else None
         return {"loss": self.loss(embeddings, labels, indices)}
+
+    def reference_indices(self, anchors: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor, reference_labels: torch.Tensor,
+                          reference_sources: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Pairs (or triplets) of anchors and reference rows, mined as the loss mines, without a row's own source anchor."""
+        if self.miner is not None:
+            indices = self.miner(anchors, labels, reference, reference_labels)
+        else:
+            indices = lmu.get_all_pairs_indices(labels, reference_labels)
+        return drop_own_sources(indices, reference_sources)
+
+    def compute_reference(self, anchors: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor, reference_labels: torch.Tensor,
+                          reference_sources: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The wrapped loss of anchors [B, D] against reference rows [R, D] (PML's ``ref_emb``), own sources left out."""
+        indices = self.reference_indices(anchors, labels, reference, reference_labels, reference_sources)
+        return {"loss": self.loss(anchors, labels, indices, reference, reference_labels)}
+
+
+def drop_own_sources(indices: tuple[torch.Tensor, ...], sources: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """PML's pairs (a1, p, a2, n) or triplets (a, p, n) without positives p whose source row ``sources[p]`` is the anchor itself."""
+    if len(indices) == 4:
+        a1, p, a2, n = indices
+        keep = sources[p] != a1
+        return a1[keep], p[keep], a2, n
+    a, p, n = indices
+    keep = sources[p] != a
+    return a[keep], p[keep], n[keep]
 
 
 class _ProxyLoss(_PMLLoss):
@@ -53,6 +80,7 @@ class Triplet(_PMLLoss):
 
     name = "triplet"
     needs_pairs = True
+    supports_reference = True  # with the PML miners (not mining="distance")
 
     def __init__(
         self,
@@ -95,6 +123,14 @@ class Triplet(_PMLLoss):
         )
         return {"loss": F.triplet_margin_loss(x[anchors], x[positives], x[negatives], margin=self.margin)}
 
+    def compute_reference(self, anchors: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor, reference_labels: torch.Tensor,
+                          reference_sources: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Triplets with anchors from the batch and positives / negatives from the reference rows (unit scale, PML miners)."""
+        if self.mining == "distance" or self.embedding_scale != "unit":
+            raise ValueError("triplet with reference embeddings (augmenter='iaa') needs mining='semihard', 'hard' or 'all' and scale='unit', "
+                             f"got mining={self.mining!r}, scale={self.embedding_scale!r}")
+        return super().compute_reference(F.normalize(anchors, dim=1), labels, F.normalize(reference, dim=1), reference_labels, reference_sources)
+
     def center_parameters(self) -> list[torch.nn.Parameter]:
         """No centers."""
         return []
@@ -106,6 +142,7 @@ class MultiSimilarity(_PMLLoss):
 
     name = "multisimilarity"
     needs_pairs = True
+    supports_reference = True
 
     def __init__(
         self, num_classes: int, embedding_dim: int, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, epsilon: float = 0.1
@@ -135,6 +172,7 @@ class Circle(_PMLLoss):
 
     name = "circle"
     needs_pairs = True
+    supports_reference = True
 
     def __init__(self, num_classes: int, embedding_dim: int, m: float = 0.4, gamma: float = 80.0) -> None:
         m, gamma = check_positive_float("m", m, example=0.4), check_positive_float("gamma", gamma, example=80.0)

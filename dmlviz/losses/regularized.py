@@ -11,6 +11,7 @@ from .._validation import check_choice, check_positive_float
 from .base import DMLLoss
 from .lsd import ListwiseDistillation
 from .mdr import MDR
+from .wrapper import WrappedLoss
 
 #: regularizers by name and the loss parameters that belong to them (with defaults)
 REGULARIZERS: dict[str, dict[str, float | None]] = {
@@ -19,7 +20,7 @@ REGULARIZERS: dict[str, dict[str, float | None]] = {
 }
 
 
-class Regularized(DMLLoss):
+class Regularized(WrappedLoss):
     """``base`` loss + a regularizer on the embeddings as ``base`` measures them (:meth:`DMLLoss.measure`).
 
     ``"mdr"``: total = base + ``lambda_mdr``·MDR + ``nu_mdr``·Σ level² (the MDR authors' ``run.py``);
@@ -39,14 +40,10 @@ class Regularized(DMLLoss):
         if isinstance(base, Regularized):
             raise ValueError(f"the loss already has regularizer {base.regularizer!r}; add one regularizer")
         check_choice("regularizer", regularizer, tuple(REGULARIZERS))
-        super().__init__(base.num_classes, base.embedding_dim)
-        self.base, self.regularizer = base, regularizer
+        super().__init__(base)
+        self.regularizer = regularizer
         self.lambda_mdr = check_positive_float("lambda_mdr", lambda_mdr, allow_zero=True, example=0.6)
         self.nu_mdr = check_positive_float("nu_mdr", nu_mdr, allow_zero=True, example=0.01)
-        self.needs_pairs = base.needs_pairs
-        self.preferred_m_per_class = base.preferred_m_per_class
-        self.nan_hint = base.nan_hint
-        self.embedding_scale = base.embedding_scale
         if regularizer == "mdr":
             self.mdr = MDR(momentum=mdr_momentum)
             self.hparams = {**base.hparams, "lambda_mdr": self.lambda_mdr, "nu_mdr": self.nu_mdr, "mdr_momentum": self.mdr.momentum}
@@ -75,14 +72,6 @@ class Regularized(DMLLoss):
                 parts["lsd"] = self.lsd.weight() * self.lsd(embeddings, teacher)
         return parts
 
-    def synthetic_points(self, embeddings: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> Any:
-        """The base loss's (DAS under a regularizer)."""
-        return self.base.synthetic_points(embeddings, labels, seed)
-
-    def set_class_counts(self, counts: Any) -> None:
-        """The base loss's hook."""
-        self.base.set_class_counts(counts)
-
     def start_epoch(self, epoch: int, epochs: int, model: torch.nn.Module) -> None:
         """The base loss's hook; for LSD, the teacher of this epoch (a frozen copy of ``model``)."""
         self.base.start_epoch(epoch, epochs, model)
@@ -90,17 +79,15 @@ class Regularized(DMLLoss):
             self.lsd.start_epoch(epoch, epochs, model)
 
     def teacher_embed(self, inputs: torch.Tensor) -> torch.Tensor | None:
-        """LSD's teacher's embeddings of a batch."""
-        return self.lsd.teacher_embed(inputs) if self.regularizer == "lsd" else None
+        """LSD's teacher's embeddings of a batch (the base loss's otherwise)."""
+        return self.lsd.teacher_embed(inputs) if self.regularizer == "lsd" else self.base.teacher_embed(inputs)
 
     def set_teacher_batch(self, embeddings: torch.Tensor | None) -> None:
         """The teacher's embeddings of the batch the next call sees."""
         if self.regularizer == "lsd":
             self._teacher_batch = embeddings
-
-    def measure(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """As the base loss measures them."""
-        return self.base.measure(embeddings)
+        else:
+            self.base.set_teacher_batch(embeddings)
 
     def snapshot_arrays(self) -> dict[str, torch.Tensor]:
         """MDR's levels [3] and running mean and std (0-d), in the units of the measured distances."""
@@ -112,10 +99,6 @@ class Regularized(DMLLoss):
             "mdr_running_mean": self.mdr.running_mean.detach(),
             "mdr_running_std": self.mdr.running_std.detach(),
         }
-
-    def centers(self) -> torch.Tensor | None:
-        """The base loss's centers."""
-        return self.base.centers()
 
     def center_parameters(self) -> list[torch.nn.Parameter]:
         """The base loss's centers or proxies (MDR's levels train with the loss group)."""

@@ -87,3 +87,23 @@ class Batches:
         if self.resident:
             return self._resident(batches)
         return self._moved(self.data.batches(batches, num_workers=self.num_workers))
+
+    @torch.no_grad()
+    def embed(self, model: torch.nn.Module, indices: np.ndarray, *, batch_size: int = 512, on_device: bool = False) -> torch.Tensor:
+        """Embeddings [n, D] (float32, not normalised, eval mode, bf16 autocast on CUDA) of the dataset samples ``indices``.
+
+        They stay on the device until the last batch, then (unless ``on_device``) come to the host in one copy.
+        """
+        was_training = model.training
+        model.eval()
+        chunks = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+        out = []
+        try:
+            for inputs in self.eval(chunks):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                    out.append(model(inputs).float())
+        finally:
+            model.train(was_training)
+        if not out:
+            return torch.empty(0, 0)
+        return torch.cat(out) if on_device else torch.cat(out).cpu()

@@ -184,23 +184,9 @@ class Recorder:
             arrays["thumbnails"] = thumbs
         self.writer.write_probe(arrays)
 
-    @torch.no_grad()
     def embed(self, model: torch.nn.Module, indices: np.ndarray, on_device: bool = False) -> torch.Tensor:
-        """Embeddings [n, D] (float32, not normalised) of the dataset samples ``indices``, on the CPU (or left on the device).
-
-        They stay on the device until the last batch, then come to the host in one copy.
-        """
-        was_training = model.training
-        model.eval()
-        chunks = [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
-        out = []
-        for inputs in self.source.eval(chunks):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                out.append(model(inputs).float())
-        model.train(was_training)
-        if not out:
-            return torch.empty(0, 0)
-        return torch.cat(out) if on_device else torch.cat(out).cpu()
+        """Embeddings [n, D] (float32, not normalised) of the dataset samples ``indices``, on the CPU (or left on the device)."""
+        return self.source.embed(model, indices, batch_size=self.batch_size, on_device=on_device)
 
     def capture(self, epoch: int, model: torch.nn.Module, loss: DMLLoss) -> Capture:
         """Embed the probe and test samples and copy the centers: the part of recording that needs the model."""

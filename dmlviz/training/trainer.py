@@ -291,6 +291,8 @@ def _train_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
     s, procs = trainer.setup, trainer.processes
     start = time.perf_counter()
     s.loss_fn.start_epoch(epoch, s.config.epochs, s.net)  # e.g. LSD's teacher: the model as the last epoch left it
+    if s.loss_fn.wants_training_embeddings(epoch, s.config.epochs):  # e.g. IAA's class statistics, on its schedule
+        s.loss_fn.set_training_embeddings(trainer.source.embed(s.net, s.parts.train, on_device=True), trainer.train_labels)
     s.net.train()
     torch.manual_seed(s.config.seed * 1_000_003 + epoch)  # dropout & co. draw the same numbers when the epoch is resumed
     batches = epoch_batches(s.train_labels, s.config.batch_size, seed=s.config.seed, epoch=epoch, m_per_class=s.m_per_class)

@@ -59,7 +59,7 @@ class MapView(widgets.VBox):
                              marker=dict(size=13, symbol="circle-open", line=dict(width=2.5))),
                 go.Scatter(name="selected", mode="markers", hoverinfo="skip", showlegend=False,
                            marker=dict(size=18, symbol="circle-open", color="black", line=dict(width=3))),
-            go.Scatter(name="synthetic (DAS)", mode="markers", hoverinfo="text", showlegend=False, opacity=0.55,
+            go.Scatter(name="synthetic", mode="markers", hoverinfo="text", showlegend=False, opacity=0.55,
                        marker=dict(size=6, symbol="circle-open", line=dict(width=1))),
             ],
             layout=go.Layout(
@@ -89,7 +89,7 @@ class MapView(widgets.VBox):
         self.caption.add_class("dmlviz-map-caption")
         self.colour_note = widgets.HTML()
         self.colour_note.add_class("dmlviz-colour-note")
-        # synthetic points of an augmenting loss (DAS): off until asked for, shown only for such runs
+        # synthetic points of an augmenting loss (DAS, IAA): off until asked for, shown only for such runs
         self.synthetic_toggle = widgets.Checkbox(value=False, description="synthetic points", indent=False, layout=widgets.Layout(width="150px"))
         self.synthetic_toggle.add_class("dmlviz-synthetic-toggle")
         self.synthetic_note = widgets.HTML()
@@ -420,7 +420,8 @@ class MapView(widgets.VBox):
                 return None
             arrays = run.arrays(snap.epoch, "synthetic", "synthetic_source")
             xy, kept = place_by_neighbours(snap.embeddings, layout.points, arrays["synthetic"])
-            per = int((run.config.get("loss_params") or {}).get("das_num_produce", 1))
+            augmenter = str(run.config["augmenter"])
+            per = int((run.config.get("loss_params") or {}).get(f"{augmenter}_num_produce", 1))
             self._synthetic_cache = {key: (xy, arrays["synthetic_source"], kept, per)}
         return self._synthetic_cache[key]
 
@@ -434,6 +435,11 @@ class MapView(widgets.VBox):
         if found is None:
             trace.x, trace.y = [], []
             self.synthetic_note.value = ""
+            if augmenting and self.synthetic_toggle.value:
+                self.synthetic_note.value = (
+                    '<div class="dmlviz-synthetic" style="font-size:11px;color:#555">no synthetic points at this epoch: '
+                    f"{html.escape(_no_synthetic_reason(run.config))}</div>"
+                )
             return
         from ..projection.placement import SYNTHETIC_NOTE
 
@@ -445,7 +451,7 @@ class MapView(widgets.VBox):
         trace.text = np.char.add("synthetic from #", snap.ids[sources[shown]].astype(str))
         self.synthetic_note.value = (
             f'<div class="dmlviz-synthetic" style="font-size:11px;color:#555;max-width:640px"><b>{int(shown.sum()):,} synthetic points</b> '
-            f"(DAS, {per} per source, from {len(np.unique(sources)):,} probe samples of training classes, made with the loss's state at this "
+            f"({html.escape(str(run.config['augmenter']).upper())}, {per} per source, from {len(np.unique(sources)):,} probe samples of training classes, made with the loss's state at this "
             f"epoch): {html.escape(SYNTHETIC_NOTE.format(k=5))}; k-NN preservation of the synthetic points <b>{kept:.2f}</b></div>"
         )
 
@@ -632,3 +638,11 @@ def _center_colorscale(k: int) -> tuple[list, float, float]:
         scale += [[i / m, colour], [(i + 1) / m, colour]]
     return scale, -1.5, -1.5 + m
 
+
+def _no_synthetic_reason(config: dict) -> str:
+    """Why an augmenting run's epoch has no synthetic points (IAA before its start; epoch 0 of any run)."""
+    params = config.get("loss_params") or {}
+    if config.get("augmenter") == "iaa":
+        start = int(round(float(params.get("iaa_start", 0.3)) * int(config.get("epochs", 0))))
+        return f"IAA augments from epoch {start + 1} on (iaa_start={params.get('iaa_start')} of {config.get('epochs')} epochs)"
+    return "the augmenter had no state yet (epoch 0 is recorded before training)"

@@ -483,6 +483,17 @@ def test_the_map_draws_das_synthetic_points_on_request(small_synthetic, tmp_path
     assert other.synthetic_toggle.layout.display == "none"
 
 
+def test_the_map_draws_iaa_points_from_its_start_and_says_why_none_before(small_synthetic, tmp_path):
+    run = dmlviz.train(small_synthetic, "linear", "multisimilarity", augmenter="iaa", iaa_start=0.5, epochs=2, batch_size=32,
+                       embedding_dim=8, split="samples", out=tmp_path / "iaa", progress=False)
+    state = ExplorerState(run)
+    view = MapView(state)
+    view.synthetic_toggle.value = True
+    assert len(view.figure.data[4].x) == 900 and "(IAA, 3 per source" in view.synthetic_note.value  # epoch 2: augmenting
+    state.epoch = 1
+    assert len(view.figure.data[4].x) == 0 and "IAA augments from epoch 2 on" in view.synthetic_note.value
+
+
 def test_the_class_inspector_shows_the_margin_losss_learned_beta(small_synthetic, tmp_path):
     run = dmlviz.train(small_synthetic, "linear", "margin", epochs=2, batch_size=32, embedding_dim=8, split="samples",
                        out=tmp_path / "margin", progress=False)
