@@ -2,7 +2,7 @@
 
 Distances are measured as the loss measured them (``embedding_scale`` in run.json): between
 unit vectors ("unit"), between raw embeddings divided by their mean pairwise distance
-("mean_distance", MDR's "learning without L2 norm"), or between raw embeddings ("raw": N-pair,
+("mean_distance", MDR's "learning without L2 norm"), in the unit ball ("ball": CCP), or between raw embeddings ("raw": N-pair,
 cross-entropy). For a run with MDR they are also given in
 the levels' units, (d − running mean) / running std, with the statistics of that epoch.
 """
@@ -43,9 +43,12 @@ def measured(embeddings: np.ndarray, norms: np.ndarray, embedding_scale: str = "
     x = np.asarray(embeddings, dtype=np.float64)
     if embedding_scale == "unit":
         return x
-    if embedding_scale not in ("mean_distance", "raw"):
-        raise ValueError(f"embedding_scale must be 'unit', 'mean_distance' or 'raw', got {embedding_scale!r}")
-    raw = x * np.asarray(norms, dtype=np.float64)[:, None]
+    if embedding_scale not in ("mean_distance", "raw", "ball"):
+        raise ValueError(f"embedding_scale must be 'unit', 'mean_distance', 'raw' or 'ball', got {embedding_scale!r}")
+    norms = np.asarray(norms, dtype=np.float64)
+    if embedding_scale == "ball":  # divided by the norm only where it exceeds 1 (CCP's "Lipschitz" normalisation)
+        return x * np.minimum(norms, 1.0)[:, None]
+    raw = x * norms[:, None]
     if embedding_scale == "raw":
         return raw
     n = len(raw)

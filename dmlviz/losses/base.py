@@ -23,7 +23,7 @@ class DMLLoss(nn.Module):
     """
 
     name: ClassVar[str] = "loss"
-    #: how :meth:`measure` sees embeddings: "unit" (L2-normalised), "mean_distance" (divided by the batch's mean distance) or "raw"
+    #: how :meth:`measure` sees embeddings: "unit" (L2-normalised), "mean_distance" (divided by the batch's mean distance), "ball" (into the unit ball) or "raw"
     embedding_scale: str = "unit"
     #: True for losses built on pairs in the batch: they need two classes and a positive pair.
     needs_pairs: ClassVar[bool] = False

@@ -134,10 +134,11 @@ def place_centers(
 
 
 #: How synthetic points (DAS) are placed on the map (caption).
-SYNTHETIC_NOTE = (
-    "each synthetic point is drawn at the mean 2-D position of its {k} nearest probe samples in the embedding (cosine); "
+PLACED_NOTE = (
+    "each {what} is drawn at the mean 2-D position of its {k} nearest probe samples in the embedding (cosine); "
     "its own position in the embedding is not a point of the layout"
 )
+SYNTHETIC_NOTE = PLACED_NOTE.replace("{what}", "synthetic point")
 
 
 def place_by_neighbours(

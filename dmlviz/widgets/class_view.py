@@ -70,6 +70,24 @@ class ClassInspector(widgets.VBox):
         return (f" · learned boundary <b>β = {beta:.3f}</b> (epoch {first}: {start:.3f}): its positive pairs closer than β − α = "
                 f"{beta - alpha:.3f} and negative pairs farther than β + α = {beta + alpha:.3f} (unit-vector distances) cost nothing")
 
+    def _covering_text(self, cls: int, epoch: int) -> str:
+        """For a CCP run, the class's covering radius at ``epoch`` (and at its first measured epoch): the paper's quantity."""
+        run = self.state.run
+        if run is None or run.config.get("loss") != "ccp" or "ccp_covering_radius" not in run.array_names(epoch):
+            return ""
+        train = np.asarray(run.probe["train_classes"])
+        where = np.searchsorted(train, cls)
+        if where >= len(train) or train[where] != cls:
+            return ""
+        radius = float(run.arrays(epoch, "ccp_covering_radius")["ccp_covering_radius"][where])
+        if not np.isfinite(radius):
+            return " · covering radius: not measured yet (CCP measures it on the training set when an epoch begins)"
+        first = next((e for e in run.epochs if "ccp_covering_radius" in run.array_names(e)
+                      and np.isfinite(run.arrays(e, "ccp_covering_radius")["ccp_covering_radius"][where])), epoch)
+        start = float(run.arrays(first, "ccp_covering_radius")["ccp_covering_radius"][where])
+        return (f" · covering radius <b>{radius:.3f}</b> (epoch {first}: {start:.3f}): the farthest any training sample of the class "
+                "lies from its nearest proxy of the class when this epoch began (unit-ball distances; CCP's bound shrinks with it)")
+
     def _on_select(self, change: Any) -> None:
         self.state.selected_class = int(change["new"])
 
@@ -114,7 +132,7 @@ class ClassInspector(widgets.VBox):
         what = "learned centers" if kind == "learned" else "class mean (this loss has no centers; the mean of the class's embeddings stands in)"
         self.summary.value = (
             f'<div class="dmlviz-class-summary"><b>class {name}</b>, epoch {snap.epoch}: {len(members)} samples, {k} {what}; '
-            f"effective K <b>{eff}</b> (ε = {state.eps:g}){submode_text}{self._beta_text(cls, snap.epoch)}</div>"
+            f"effective K <b>{eff}</b> (ε = {state.eps:g}){submode_text}{self._beta_text(cls, snap.epoch)}{self._covering_text(cls, snap.epoch)}</div>"
         )
         colour = palette(len(snap.class_names))[cls]
         blocks = []

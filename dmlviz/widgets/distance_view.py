@@ -22,6 +22,7 @@ KEPT = 3
 SCALES = {
     "unit": "Euclidean distances between the L2-normalised embeddings (as the loss measured them)",
     "raw": "Euclidean distances between the embeddings as the model outputs them (the loss does not normalise them)",
+    "ball": "Euclidean distances between the embeddings divided by their norm where it exceeds 1 (as the loss measured them: CCP's unit ball)",
     "mean_distance": "Euclidean distances between the embeddings divided by their mean pairwise distance (as the loss measured them: MDR's “learning without L2 norm”)",
 }
 

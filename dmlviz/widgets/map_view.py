@@ -61,6 +61,8 @@ class MapView(widgets.VBox):
                            marker=dict(size=18, symbol="circle-open", color="black", line=dict(width=3))),
             go.Scatter(name="synthetic", mode="markers", hoverinfo="text", showlegend=False, opacity=0.55,
                        marker=dict(size=6, symbol="circle-open", line=dict(width=1))),
+            go.Scatter(name="before re-seeding", mode="markers", hoverinfo="text", showlegend=False, opacity=0.6,
+                       marker=dict(size=10, symbol="x-thin-open", line=dict(width=2))),
             ],
             layout=go.Layout(
                 height=height, width=width, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", hovermode="closest",
@@ -95,6 +97,10 @@ class MapView(widgets.VBox):
         self.synthetic_note = widgets.HTML()
         self.synthetic_note.add_class("dmlviz-synthetic-note")
         self._synthetic_cache: dict[tuple, tuple] = {}
+        # CCP: the proxies as they were before a re-seeding, drawn at the epoch that began with it
+        self.reseed_note = widgets.HTML()
+        self.reseed_note.add_class("dmlviz-reseed-note")
+        self._reseed_cache: dict[tuple, tuple] = {}
 
         self.epoch_slider.observe(lambda c: setattr(state, "epoch", c["new"]), "value")
         self.color_by.observe(lambda c: setattr(state, "color_by", c["new"]), "value")
@@ -127,7 +133,7 @@ class MapView(widgets.VBox):
         filters = widgets.HBox([self.color_by, self.split_toggle, self.synthetic_toggle, self.count], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         self.plot_area = widgets.VBox([self.canvas.widget if self.large else self.figure])
         super().__init__([plotly_code(), controls, filters, self.colour_note, self.plot_area, self.caption, self.synthetic_note,
-                          widgets.HBox([self.legend, self.hover]), self.selected])
+                          self.reseed_note, widgets.HBox([self.legend, self.hover]), self.selected])
         self.add_class("dmlviz-map")
 
     # -- state → view ----------------------------------------------------------------------
@@ -244,6 +250,7 @@ class MapView(widgets.VBox):
             self._draw_centers(snap, layout)
             self._draw_marks(layout)
             self._draw_synthetic(snap, layout)
+            self._draw_reseed(snap, layout)
         self.redraw_status(layout)
 
     def _colours(self, snap: Any, rows: np.ndarray) -> tuple[dict, Any]:
@@ -453,6 +460,51 @@ class MapView(widgets.VBox):
             f'<div class="dmlviz-synthetic" style="font-size:11px;color:#555;max-width:640px"><b>{int(shown.sum()):,} synthetic points</b> '
             f"({html.escape(str(run.config['augmenter']).upper())}, {per} per source, from {len(np.unique(sources)):,} probe samples of training classes, made with the loss's state at this "
             f"epoch): {html.escape(SYNTHETIC_NOTE.format(k=5))}; k-NN preservation of the synthetic points <b>{kept:.2f}</b></div>"
+        )
+
+    def reseeded_from(self, snap: Any, layout: Any) -> tuple[np.ndarray, np.ndarray, float, int, int] | None:
+        """For a CCP epoch that began by re-seeding its proxies: (positions [P, 2] and classes [P] of the previous epoch's
+        proxies among this epoch's probe samples, their k-NN preservation, the previous epoch, the instance); else None."""
+        run = self.state.run
+        if run is None or run.config.get("loss") != "ccp" or "ccp_reseeded" not in run.array_names(snap.epoch):
+            return None
+        flags = run.arrays(snap.epoch, "ccp_reseeded", "ccp_instance")
+        earlier = [e for e in run.epochs if e < snap.epoch]
+        if not bool(flags["ccp_reseeded"]) or not earlier:
+            return None
+        key = (snap.epoch, id(layout))
+        if key not in self._reseed_cache:
+            from ..projection.placement import place_by_neighbours
+
+            before = run.arrays(earlier[-1], "centers", "center_classes")
+            keep = np.isin(before["center_classes"], np.unique(snap.labels))
+            old = before["centers"][keep].astype(np.float32)
+            classes = np.repeat(before["center_classes"][keep], old.shape[1])
+            xy, kept = place_by_neighbours(snap.embeddings, layout.points, old.reshape(-1, old.shape[-1]))
+            self._reseed_cache = {key: (xy, classes, kept, earlier[-1], int(flags["ccp_instance"]))}
+        return self._reseed_cache[key]
+
+    def _draw_reseed(self, snap: Any, layout: Any) -> None:
+        """CCP: faint crosses where the proxies were before this epoch's re-seeding, and what happened, below the map."""
+        trace = self.figure.data[5]
+        found = self.reseeded_from(snap, layout)
+        if found is None:
+            trace.x, trace.y = [], []
+            self.reseed_note.value = ""
+            return
+        from ..projection.placement import PLACED_NOTE
+
+        xy, classes, kept, previous, instance = found
+        scale, low, high = discrete_colorscale(len(snap.class_names))
+        trace.x, trace.y = xy[:, 0], xy[:, 1]
+        trace.marker.update(color=classes.astype(np.float32), colorscale=scale, cmin=low, cmax=high)
+        trace.text = [f"class {snap.class_names[c]}: a proxy of epoch {previous}, before the re-seeding" for c in classes]
+        what = "seeded from samples when training began" if instance == 0 else f"re-seeded from samples when this epoch began (problem instance {instance})"
+        self.reseed_note.value = (
+            f'<div class="dmlviz-reseed" style="font-size:11px;color:#555;max-width:640px"><b>CCP: proxies {what}</b> — each class\'s '
+            "K new proxies are training samples picked by greedy k-center, farthest from the best epoch's proxies; the diamonds are "
+            f"the new proxies after this epoch's training, the faint crosses the {len(xy):,} proxies of epoch {previous} "
+            f"({html.escape(PLACED_NOTE.format(what='cross', k=5))}; k-NN preservation of the crosses <b>{kept:.2f}</b>)</div>"
         )
 
     def _draw_marks(self, layout: Any) -> None:

@@ -44,7 +44,9 @@ def test_measured_embeddings_follow_the_runs_embedding_scale():
     d = np.linalg.norm(scaled[:, None] - scaled[None], axis=2)
     assert d[~np.eye(30, dtype=bool)].mean() == pytest.approx(1.0)
     np.testing.assert_allclose(measured(unit, norms, "raw"), raw)
-    with pytest.raises(ValueError, match="embedding_scale must be 'unit', 'mean_distance' or 'raw', got 'cosine'"):
+    small = np.r_[np.full(10, 0.5), np.full(20, 3.0)]  # CCP's unit ball: only norms above 1 are divided
+    np.testing.assert_allclose(measured(unit, small, "ball"), unit * np.minimum(small, 1)[:, None])
+    with pytest.raises(ValueError, match="embedding_scale must be 'unit', 'mean_distance', 'raw' or 'ball', got 'cosine'"):
         measured(unit, norms, "cosine")
 
 

@@ -503,3 +503,22 @@ def test_the_class_inspector_shows_the_margin_losss_learned_beta(small_synthetic
     beta = run.arrays(2, "margin_beta")["margin_beta"][1]
     assert f"β = {beta:.3f}</b> (epoch 0: 1.200)" in view.summary.value
 
+
+
+def test_a_ccp_run_shows_its_reseeding_on_the_map_and_its_covering_radius_in_the_class_inspector(small_synthetic, tmp_path):
+    run = dmlviz.train(small_synthetic, "linear", "ccp", proxies_per_class=2, pool_size=4, patience=1, epochs=3, batch_size=32,
+                       embedding_dim=8, split="samples", out=tmp_path / "ccp", progress=False, lr=1e-9, center_lr=1e-9)
+    state = ExplorerState(run)
+    view = MapView(state)
+    state.epoch = 1  # seeded from samples as training began: the random proxies of epoch 0 are the crosses
+    assert len(view.figure.data[5].x) == 4 * 2 and "seeded from samples when training began" in view.reseed_note.value
+    assert "k-NN preservation of the crosses" in view.reseed_note.value
+    state.epoch = 2
+    assert len(view.figure.data[5].x) == 0 and view.reseed_note.value == ""
+    state.epoch = 3
+    assert len(view.figure.data[5].x) == 8 and "problem instance 1" in view.reseed_note.value
+    inspector = ClassInspector(state)
+    state.selected_class = int(run.probe["train_classes"][0])
+    assert "covering radius <b>" in inspector.summary.value and "(epoch 1:" in inspector.summary.value
+    state.epoch = 0
+    assert "not measured yet" in inspector.summary.value
