@@ -88,6 +88,22 @@ class ClassInspector(widgets.VBox):
         return (f" · covering radius <b>{radius:.3f}</b> (epoch {first}: {start:.3f}): the farthest any training sample of the class "
                 "lies from its nearest proxy of the class when this epoch began (unit-ball distances; CCP's bound shrinks with it)")
 
+    def _concentration_text(self, cls: int, epoch: int) -> str:
+        """For an EL-nivMF run, the class proxy's concentration and anisotropy at ``epoch`` and at the first epoch."""
+        run = self.state.run
+        if run is None or run.config.get("loss") != "nivmf" or "nivmf_concentration" not in run.array_names(epoch):
+            return ""
+        train = np.asarray(run.probe["train_classes"])
+        where = np.searchsorted(train, cls)
+        if where >= len(train) or train[where] != cls:
+            return ""
+        now = run.arrays(epoch, "nivmf_concentration", "nivmf_anisotropy")
+        first = run.epochs[0]
+        start = run.arrays(first, "nivmf_concentration")["nivmf_concentration"][where]
+        return (f" · proxy concentration <b>‖κ⊙μ‖ = {float(now['nivmf_concentration'][where]):.2f}</b> (epoch {first}: {float(start):.2f}), "
+                f"its per-dimension κ spans ×{float(now['nivmf_anisotropy'][where]):.2f} (1 = isotropic): a non-isotropic vMF whose "
+                "spread is widest along its least concentrated dimensions; an image's certainty is its embedding norm")
+
     def _on_select(self, change: Any) -> None:
         self.state.selected_class = int(change["new"])
 
@@ -132,7 +148,7 @@ class ClassInspector(widgets.VBox):
         what = "learned centers" if kind == "learned" else "class mean (this loss has no centers; the mean of the class's embeddings stands in)"
         self.summary.value = (
             f'<div class="dmlviz-class-summary"><b>class {name}</b>, epoch {snap.epoch}: {len(members)} samples, {k} {what}; '
-            f"effective K <b>{eff}</b> (ε = {state.eps:g}){submode_text}{self._beta_text(cls, snap.epoch)}{self._covering_text(cls, snap.epoch)}</div>"
+            f"effective K <b>{eff}</b> (ε = {state.eps:g}){submode_text}{self._beta_text(cls, snap.epoch)}{self._covering_text(cls, snap.epoch)}{self._concentration_text(cls, snap.epoch)}</div>"
         )
         colour = palette(len(snap.class_names))[cls]
         blocks = []

@@ -91,6 +91,7 @@ OTHER_VALUES = {
     "proxysynthesis": dict(base="proxynca", scale=8.0, ps_alpha=0.5, ps_mu=0.5),
     "cbml": dict(pos_a=0.4, pos_b=0.4, neg_a=0.9, neg_b=0.02, margin=0.2, weight=0.5, hyper_weight=0.2, kind="sqrt", weight_p=0.3, weight_n=0.3),
     "proxyanchor": dict(margin=0.2, alpha=16.0),
+    "nivmf": dict(concentration=10.0, temperature=0.01, samples=20, guidance=0.0, init_norm_multiplier=1.0, warm_start=False, normalizer="exact"),
     "ccp": dict(proxies_per_class=4, pool_size=7, pos_margin=0.1, neg_margin=0.6, batch_weight=0.2, proxy_weight=0.5, proximal=1e-3,
                 patience=2, seed=3),
 }

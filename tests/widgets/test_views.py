@@ -522,3 +522,12 @@ def test_a_ccp_run_shows_its_reseeding_on_the_map_and_its_covering_radius_in_the
     assert "covering radius <b>" in inspector.summary.value and "(epoch 1:" in inspector.summary.value
     state.epoch = 0
     assert "not measured yet" in inspector.summary.value
+
+
+def test_an_nivmf_run_shows_its_proxy_concentration_in_the_class_inspector(small_synthetic, tmp_path):
+    run = dmlviz.train(small_synthetic, "linear", "nivmf", epochs=1, batch_size=32, embedding_dim=8, split="samples",
+                       out=tmp_path / "nivmf", progress=False)
+    state = ExplorerState(run)
+    inspector = ClassInspector(state)
+    state.selected_class = int(run.probe["train_classes"][0])
+    assert "proxy concentration <b>‖κ⊙μ‖ = " in inspector.summary.value and "(1 = isotropic)" in inspector.summary.value
