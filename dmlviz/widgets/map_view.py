@@ -61,8 +61,8 @@ class MapView(widgets.VBox):
                            marker=dict(size=18, symbol="circle-open", color="black", line=dict(width=3))),
             go.Scatter(name="synthetic", mode="markers", hoverinfo="text", showlegend=False, opacity=0.55,
                        marker=dict(size=6, symbol="circle-open", line=dict(width=1))),
-            go.Scatter(name="before re-seeding", mode="markers", hoverinfo="text", showlegend=False, opacity=0.6,
-                       marker=dict(size=10, symbol="x-thin-open", line=dict(width=2))),
+            go.Scatter(name="before re-seeding", mode="markers", hoverinfo="text", showlegend=False, opacity=0.8,
+                       marker=dict(size=13, symbol="asterisk-open", line=dict(width=2))),
             ],
             layout=go.Layout(
                 height=height, width=width, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", hovermode="closest",

@@ -115,6 +115,49 @@ def test_run_without_images_and_without_centers(page, page_log, server, shot, dr
     assert page_log.external == [] and page_log.errors == []
 
 
+@pytest.fixture(scope="module")
+def method_runs(browser_runs):
+    """Two runs in the served folder: CCP (its proxies are seeded from samples when epoch 1 begins) and Multi-Similarity + IAA."""
+    import dmlviz
+
+    common = dict(epochs=2, batch_size=64, embedding_dim=16, split="samples", progress=False)
+    dmlviz.train("digits-pairs", "linear", "ccp", proxies_per_class=3, out=browser_runs / "ccp", **common)
+    dmlviz.train("digits-pairs", "linear", "multisimilarity", augmenter="iaa", iaa_start=0.5, out=browser_runs / "iaa", **common)
+    return browser_runs
+
+
+def _data_length(page, trace: int) -> int:
+    return page.evaluate(f"(document.querySelector('{PLOT}').data[{trace}].x || []).length")
+
+
+def test_ccp_reseeding_is_drawn_and_its_covering_radius_shown(page, page_log, server, method_runs, shot, drawn):
+    _open(page, server, "ccp", drawn)
+    handle = page.locator(".dmlviz-epoch .noUi-handle").first
+    handle.focus()
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")  # epoch 1: began by seeding the proxies from samples
+    page.wait_for_selector(".dmlviz-reseed", timeout=30_000)
+    assert "seeded from samples when training began" in page.locator(".dmlviz-reseed").inner_text()
+    page.wait_for_function(f"(document.querySelector('{PLOT}').data[5].x || []).length === 5 * 3", timeout=30_000)
+    shot(page, "explorer-ccp-seeded")
+    page.locator(".lm-TabBar-tab", has_text="Class inspector").click()
+    page.locator(".dmlviz-class-select select").select_option(label="2|7")
+    page.wait_for_function("(document.querySelector('.dmlviz-class-summary') || {innerText: ''}).innerText.includes('covering radius')",
+                           timeout=30_000)
+    shot(page, "explorer-ccp-class")
+    assert page_log.external == [] and page_log.errors == []
+
+
+def test_iaa_synthetic_points_are_drawn_on_request(page, page_log, server, method_runs, shot, drawn):
+    _open(page, server, "iaa", drawn)  # the last epoch (2) augments: iaa_start 0.5 of 2 epochs
+    assert _data_length(page, 4) == 0  # off until asked for
+    page.locator(".dmlviz-synthetic-toggle input").check()
+    page.wait_for_function(f"(document.querySelector('{PLOT}').data[4].x || []).length > 0", timeout=30_000)
+    assert "(IAA, 3 per source" in page.locator(".dmlviz-synthetic").inner_text()
+    shot(page, "explorer-iaa-synthetic")
+    assert page_log.external == [] and page_log.errors == []
+
+
 def test_unknown_and_escaping_run_names_are_refused(page, server):
     page.goto(f"{server}/voila/render/explorer.ipynb?run=..", timeout=120_000)
     page.wait_for_selector(".dmlviz-run-chooser", timeout=120_000)
