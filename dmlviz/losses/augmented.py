@@ -62,6 +62,7 @@ class Augmented(WrappedLoss):
                                                ("num_produce", "start", "every", "momentum", "correction", "beta", "gamma", "neighbors", "tau")},
                             "iaa_lambda": self.iaa.lam}
             self._epoch: tuple[int, int] | None = None  # (epoch, epochs) from the trainer; None outside it
+            self._on = False  # in the trainer: whether this epoch augments (read once per epoch, not per batch)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -79,7 +80,7 @@ class Augmented(WrappedLoss):
 
     def _iaa_on(self) -> bool:
         """Whether IAA augments now: its statistics exist and (in the trainer) the epoch is past its start."""
-        return bool(self.iaa.ready) and (self._epoch is None or self.iaa.active(*self._epoch))
+        return bool(self.iaa.ready) if self._epoch is None else self._on
 
     def _compute_iaa(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self._iaa_on():
@@ -114,6 +115,7 @@ class Augmented(WrappedLoss):
         """IAA: blend the class statistics of the training set's embeddings [N, D] (training-class labels [N]) in."""
         if self.augmenter == "iaa":
             self.iaa.estimate(embeddings, labels)
+            self._on = self._epoch is None or self.iaa.active(*self._epoch)
         self.base.set_training_embeddings(embeddings, labels)
 
     def start_epoch(self, epoch: int, epochs: int, model: torch.nn.Module) -> None:
@@ -121,6 +123,7 @@ class Augmented(WrappedLoss):
         self.base.start_epoch(epoch, epochs, model)
         if self.augmenter == "iaa":
             self._epoch = (epoch, epochs)
+            self._on = bool(self.iaa.ready) and self.iaa.active(epoch, epochs)
 
 
 def split_augmenter_params(augmenter: str | None, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

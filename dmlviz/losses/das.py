@@ -52,29 +52,34 @@ class DenselyAnchoredSampling(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, labels: torch.Tensor) -> None:
-        """Count the batch's top dimensions per class and push its intra-class differences into the banks."""
+        """Count the batch's top dimensions per class and push its intra-class differences into the banks.
+
+        Vectorised over classes, with no host sync: each class's differences keep their order (members in batch order,
+        x_i − x_j row-major), and each lands where the authors' FIFO queue would put it.
+        """
         top = torch.topk(x, k=self.num_scale, dim=1).indices  # [B, k]
         self.frequency.index_put_((labels[:, None].expand_as(top), top), torch.ones_like(top, dtype=self.frequency.dtype), accumulate=True)
-        for c in torch.unique(labels).tolist():
-            members = x[labels == c]
-            diffs = (members[:, None, :] - members[None, :, :]).reshape(-1, x.shape[1])
-            diffs = diffs[diffs.abs().sum(dim=1) > 0]
-            self._enqueue(c, diffs)
-
-    def _enqueue(self, c: int, rows: torch.Tensor) -> None:
-        q, size, ptr = len(rows), self.bank_size, int(self.pointer[c])
-        if q == 0:
-            return
-        if q > size:  # the authors' queue: keep the last `size` rows, pointer unchanged
-            self.bank[c] = rows[-size:]
-        elif ptr + q > size:
-            remain = q - (size - ptr)
-            self.bank[c, ptr:] = rows[: q - remain]
-            self.bank[c, :remain] = rows[q - remain :]
-            self.pointer[c] = remain
-        else:
-            self.bank[c, ptr : ptr + q] = rows
-            self.pointer[c] = ptr + q
+        b, size, classes = len(labels), self.bank_size, self.bank.shape[0]
+        diffs = (x[:, None, :] - x[None, :, :]).reshape(b * b, -1)  # [B², D], row-major (i, j)
+        pair_class = labels[:, None].expand(b, b).reshape(-1)
+        valid = (labels[:, None] == labels[None, :]).reshape(-1) & (diffs.abs().sum(dim=1) > 0)
+        key = torch.where(valid, pair_class, torch.full_like(pair_class, classes))  # invalid pairs sort last
+        order = torch.argsort(key, stable=True)
+        sorted_key = key[order]
+        counts = torch.bincount(key, minlength=classes + 1)[:classes]  # q per class
+        starts = torch.cumsum(counts, 0) - counts
+        c = sorted_key.clamp(max=classes - 1)
+        rank = torch.arange(b * b, device=x.device) - starts[c]  # position in its class's list
+        q, ptr = counts[c], self.pointer[c]
+        overflow = q > size  # the authors' queue keeps the last `size` rows, at 0..size-1, pointer unchanged
+        slot = torch.where(overflow, rank - (q - size), (ptr + rank) % size)
+        keep = (sorted_key < classes) & (slot >= 0)
+        target_class = torch.where(keep, c, torch.full_like(c, classes))  # dropped rows go to a scratch class
+        padded = torch.cat([self.bank, self.bank.new_zeros(1, size, self.bank.shape[2])])
+        padded.index_put_((target_class, torch.where(keep, slot, torch.zeros_like(slot))), diffs[order])
+        self.bank.copy_(padded[:classes])
+        moved = torch.where(self.pointer + counts > size, self.pointer + counts - size, self.pointer + counts)
+        self.pointer.copy_(torch.where((counts > 0) & (counts <= size), moved, self.pointer))
 
     def produce(self, x: torch.Tensor, labels: torch.Tensor, *, normalize: bool = True,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

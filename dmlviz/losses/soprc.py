@@ -80,8 +80,8 @@ class SOPRC(DMLLoss):
         b = len(y)
         counts = torch.bincount(y)
         counts = counts[counts > 0]
-        ns = int(counts[0])
-        if not bool((counts == ns).all()) or ns < 3:
+        low, ns = torch.stack([counts.min(), counts.max()]).tolist()  # one host sync for the shapes and the check
+        if low != ns or ns < 3:
             raise ValueError(
                 f"SOPRC needs every class of a batch to hold the same number (>= 3: two positives to interpolate between) of "
                 f"samples, got {counts.tolist()}; use m_per_class >= 3 batches (the trainer's default for pair losses is 4)"

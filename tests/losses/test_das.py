@@ -36,8 +36,10 @@ def test_frequencies_and_banks_follow_the_authors():
     das = DenselyAnchoredSampling(num_classes=3, dim=6, num_scale=2, bank_size=5)
     refs = [ReferenceBank(5, 6) for _ in range(3)]
     counts = torch.zeros(3, 6)
-    for m in (2, 3, 2, 2):  # batches of m samples per class: 2 or 6 differences each
-        x, y = torch.randn(3 * m, 6), torch.arange(3).repeat_interleave(m)
+    batches = [torch.arange(3).repeat_interleave(m) for m in (2, 3, 2, 2)]  # m per class: 2 or 6 differences each
+    batches += [torch.tensor([0, 2, 0, 2, 2, 0, 0]), torch.tensor([1, 1, 2, 2]), torch.tensor([2, 1, 2])]  # uneven, a class absent
+    for y in batches:
+        x = torch.randn(len(y), 6)
         das.update(x, y)
         for xi, yi in zip(x, y):
             for d in torch.topk(xi, 2).indices:
@@ -49,6 +51,7 @@ def test_frequencies_and_banks_follow_the_authors():
     torch.testing.assert_close(das.frequency, counts)
     for c in range(3):
         torch.testing.assert_close(das.bank[c], refs[c].rows)
+        assert int(das.pointer[c]) == refs[c].ptr
 
 
 def test_produced_points_scale_the_frequent_dimensions_and_shift_by_a_banked_difference():
