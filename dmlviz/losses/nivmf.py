@@ -135,7 +135,10 @@ class NonIsotropicVMF(DMLLoss):
     concentration; NCA over the Monte-Carlo expected likelihoods, plus ``guidance`` × Proxy-Anchor on the directions.
 
     Terms: "likelihood" and "guidance". ``centers()``: the proxies' directions [C, 1, D]. Recorded each epoch:
-    ``nivmf_concentration`` [C] (n_c = ‖κ_c ⊙ μ_c‖), ``nivmf_anisotropy`` [C] (max over min of κ_c) and ``nivmf_temperature``.
+    ``nivmf_concentration`` [C] (n_c = ‖κ_c ⊙ μ_c‖), ``nivmf_anisotropy`` [C] (max over min of κ_c), ``nivmf_tilt`` [C] (degrees
+    between μ_c and the likelihood's mode κ_c ⊙ μ_c) and ``nivmf_temperature``. As the authors' ``log_ppk_vmf_vec`` computes
+    it, the likelihood is isotropic around its mode κ_c ⊙ μ_c with concentration n_c (the per-dimension κ tilt the mode and
+    scale n_c, and add Σ log κ_c); views therefore report n_c's angular spread and the tilt, not per-dimension spreads.
     """
 
     name = "nivmf"
@@ -225,8 +228,10 @@ class NonIsotropicVMF(DMLLoss):
         """Per class: the concentration n_c and the anisotropy max κ / min κ; the temperature."""
         kappa = self.concentrations().detach()
         m = F.normalize(self.directions.detach(), dim=-1) * kappa
+        mu = F.normalize(self.directions.detach(), dim=-1)
+        tilt = torch.rad2deg(torch.arccos((mu * F.normalize(m, dim=-1)).sum(-1).clamp(-1, 1)))
         return {"nivmf_concentration": m.norm(dim=-1), "nivmf_anisotropy": kappa.max(dim=1).values / kappa.min(dim=1).values,
-                "nivmf_temperature": self.temperature.detach()}
+                "nivmf_tilt": tilt, "nivmf_temperature": self.temperature.detach()}
 
 
 def _log1p_sum_exp(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -97,12 +97,16 @@ class ClassInspector(widgets.VBox):
         where = np.searchsorted(train, cls)
         if where >= len(train) or train[where] != cls:
             return ""
-        now = run.arrays(epoch, "nivmf_concentration", "nivmf_anisotropy")
+        names = [k for k in ("nivmf_concentration", "nivmf_anisotropy", "nivmf_tilt") if k in run.array_names(epoch)]
+        now = run.arrays(epoch, *names)
         first = run.epochs[0]
         start = run.arrays(first, "nivmf_concentration")["nivmf_concentration"][where]
-        return (f" · proxy concentration <b>‖κ⊙μ‖ = {float(now['nivmf_concentration'][where]):.2f}</b> (epoch {first}: {float(start):.2f}), "
-                f"its per-dimension κ spans ×{float(now['nivmf_anisotropy'][where]):.2f} (1 = isotropic): a non-isotropic vMF whose "
-                "spread is widest along its least concentrated dimensions; an image's certainty is its embedding norm")
+        n = float(now["nivmf_concentration"][where])
+        tilt = f", and tilt its mode {float(now['nivmf_tilt'][where]):.1f}° from the drawn direction μ" if "nivmf_tilt" in now else ""
+        return (f" · proxy concentration <b>‖κ⊙μ‖ = {n:.2f}</b> (epoch {first}: {float(start):.2f}): its likelihood falls off around "
+                f"its mode κ⊙μ as a vMF of that concentration (per tangent direction an angular s.d. of about 1/√{n:.1f} = "
+                f"{1 / np.sqrt(max(n, 1e-12)):.2f} rad when it is large); the per-dimension κ span "
+                f"×{float(now['nivmf_anisotropy'][where]):.2f} (1 = isotropic){tilt}. An image's certainty is its embedding norm")
 
     def _on_select(self, change: Any) -> None:
         self.state.selected_class = int(change["new"])
@@ -186,3 +190,4 @@ class ClassInspector(widgets.VBox):
             self.heatmap.data[0].z = sim
             self.heatmap.data[0].x = list(range(k))
             self.heatmap.data[0].y = list(range(k))
+

@@ -531,3 +531,4 @@ def test_an_nivmf_run_shows_its_proxy_concentration_in_the_class_inspector(small
     inspector = ClassInspector(state)
     state.selected_class = int(run.probe["train_classes"][0])
     assert "proxy concentration <b>‖κ⊙μ‖ = " in inspector.summary.value and "(1 = isotropic)" in inspector.summary.value
+    assert "around its mode κ⊙μ as a vMF" in inspector.summary.value and "from the drawn direction μ" in inspector.summary.value
