@@ -13,6 +13,7 @@ _LAZY = {
     "Snapshot": ("dmlviz.runs", "Snapshot"),
     "Explorer": ("dmlviz.widgets", "Explorer"),
     "Compare": ("dmlviz.widgets", "Compare"),
+    "Playground": ("dmlviz.widgets", "Playground"),
 }
 
 __all__ = ["__version__", *_LAZY]

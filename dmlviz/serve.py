@@ -122,8 +122,9 @@ def serve(runs_dir: str | os.PathLike, port: int = 8866, host: str = "127.0.0.1"
         token = token or secrets.token_urlsafe(24)
         logger.warning("serving on %s: anyone who can reach this address and has the token can read the runs in %s", host, root.resolve())
     urls = [dashboard_url(host, port, token=token), dashboard_url(host, port, "softtriple_lesson.ipynb", token=token),
-            dashboard_url(host, port, "compare.ipynb", token=token, runs=compare)]
-    print(f"dmlviz: serving runs in {root.resolve()}\n  explorer: {urls[0]}\n  lesson:   {urls[1]}\n  compare:  {urls[2]}", flush=True)
+            dashboard_url(host, port, "compare.ipynb", token=token, runs=compare), dashboard_url(host, port, "playground.ipynb", token=token)]
+    print(f"dmlviz: serving runs in {root.resolve()}\n  explorer:   {urls[0]}\n  lesson:     {urls[1]}\n  compare:    {urls[2]}\n"
+          f"  playground: {urls[3]}", flush=True)
     command = voila_command(port, host, preheat, root, token=bool(token))
     # Become the Voila process, so that signals (Ctrl-C, a test's terminate) reach the server itself.
     os.execve(command[0], command, serve_env(root, token))

@@ -19,6 +19,7 @@ from .map_view import MapView
 from .merge_view import MergeTimeline
 from .metrics_view import MetricsView
 from .neighbors_view import NeighborsView
+from .playground import Playground
 from .state import ExplorerState
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "MergeTimeline",
     "MetricsView",
     "NeighborsView",
+    "Playground",
     "RunChooser",
     "list_runs",
     "resolve_run",

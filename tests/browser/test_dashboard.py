@@ -368,3 +368,30 @@ def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
 
 
 COMPARE_PLOT = ".dmlviz-compare .dmlviz-map .js-plotly-plot"
+
+
+PLAYGROUND = ".dmlviz-playground .js-plotly-plot"
+
+
+def test_the_playground_plays_live_in_the_page(page, page_log, server, shot):
+    page.goto(f"{server}/voila/render/playground.ipynb", timeout=120_000)
+    page.wait_for_selector(".dmlviz-playground", timeout=120_000)
+    page.wait_for_function(f"(document.querySelector('{PLAYGROUND}') || {{}}).data && document.querySelector('{PLAYGROUND}').data[1].x"
+                           " && document.querySelector('{PLAYGROUND}').data[1].x.length > 0".replace("{PLAYGROUND}", PLAYGROUND), timeout=60_000)
+    before = page.evaluate(f"Array.from(document.querySelector('{PLAYGROUND}').data[1].x).slice(0, 50)")
+    assert page.evaluate(f"document.querySelector('{PLAYGROUND}').data[1].x.length") == 1000
+    page.locator(".dmlviz-play").click()
+    page.wait_for_function("document.querySelector('.dmlviz-playground-stats').innerText.includes('frames/s sent')", timeout=30_000)
+    time.sleep(2)
+    after = page.evaluate(f"Array.from(document.querySelector('{PLAYGROUND}').data[1].x).slice(0, 50)")
+    assert after != before  # the drawn points moved
+    stats = page.locator(".dmlviz-playground-stats").inner_text()
+    step = int(stats.split("step ")[1].split(" ")[0])
+    assert step > 10, stats
+    shot(page, "playground-playing")
+    page.locator(".dmlviz-play").click()  # pause
+    page.locator(".dmlviz-preset select").select_option(label="Hard triplet mining (collapse)")
+    page.wait_for_function("document.querySelector('.dmlviz-lesson') && document.querySelector('.dmlviz-lesson').innerText.includes('collapses')",
+                           timeout=30_000)
+    page.wait_for_function("document.querySelector('.dmlviz-playground-stats').innerText.includes('mining=hard')", timeout=30_000)
+    assert page_log.external == [] and page_log.errors == []

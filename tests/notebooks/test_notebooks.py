@@ -54,11 +54,19 @@ def test_compare_notebook_opens_the_runs_named_in_the_query(small_run, tmp_path,
     assert any(WIDGET in o.get("data", {}) for o in outputs)
 
 
+def test_playground_notebook_executes(tmp_path, monkeypatch):
+    monkeypatch.setenv("DMLVIZ_RUNS_DIR", str(tmp_path))
+    nb = _execute("playground.ipynb", tmp_path)
+    outputs = _outputs(nb)
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(WIDGET in o.get("data", {}) for o in outputs)
+
+
 def test_the_notebooks_live_in_the_repositorys_notebooks_folder():
     from pathlib import Path
 
     assert NOTEBOOKS == Path(__file__).resolve().parents[2] / "notebooks"
-    assert {"explorer.ipynb", "softtriple_lesson.ipynb", "compare.ipynb"} <= {p.name for p in NOTEBOOKS.glob("*.ipynb")}
+    assert {"explorer.ipynb", "softtriple_lesson.ipynb", "compare.ipynb", "playground.ipynb"} <= {p.name for p in NOTEBOOKS.glob("*.ipynb")}
 
 
 def test_a_wheel_installs_the_notebooks_once(tmp_path):
@@ -74,5 +82,5 @@ def test_a_wheel_installs_the_notebooks_once(tmp_path):
     wheel = next(tmp_path.glob("dmlviz-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {n.rsplit("/", 1)[-1] for n in names if "/data/share/dmlviz/notebooks/" in n}
-    assert {"explorer.ipynb", "softtriple_lesson.ipynb", "compare.ipynb"} <= shipped
+    assert {"explorer.ipynb", "softtriple_lesson.ipynb", "compare.ipynb", "playground.ipynb"} <= shipped
     assert not [n for n in names if n.startswith("dmlviz/notebooks/")]  # one copy
