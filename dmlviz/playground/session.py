@@ -38,7 +38,7 @@ class Settings:
     mdr: bool = False
     lambda_mdr: float = 0.6
     dim: int = 2
-    classes: int = 4
+    classes: int = 3
     modes_per_class: int = 2
     noise: float = 1.0
     separation: float = 3.0

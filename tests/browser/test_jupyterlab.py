@@ -46,7 +46,8 @@ def lab(tmp_path_factory, small_run, large_run, compare_runs):
     root = tmp_path_factory.mktemp("lab")
     for name, cell in (("explorer", f"from dmlviz import Explorer\nExplorer({str(small_run.path)!r}, layout='umap')"),
                        ("large", f"from dmlviz import Explorer\nExplorer({str(large_run.path)!r})"),
-                       ("compare", f"from dmlviz import Compare\nCompare({[str(run.path) for run in compare_runs[:2]]!r})")):
+                       ("compare", f"from dmlviz import Compare\nCompare({[str(run.path) for run in compare_runs[:2]]!r})"),
+                       ("playground", "from dmlviz import Playground\nPlayground()")):
         notebook = {
             "cells": [{"cell_type": "code", "execution_count": None, "id": "explorer", "metadata": {}, "outputs": [], "source": cell}],
             "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
@@ -218,3 +219,23 @@ def test_compare_cell_draws_every_map(page, page_log, lab, compare_runs, shot, d
     finally:
         page.set_viewport_size(size)
     assert page_log.external == [] and page_log.errors == []
+
+
+def test_playground_cell_plays_in_jupyterlab(page, page_log, lab, shot):
+    """`Playground()` inline in JupyterLab 4: its circle is drawn with every point, and play moves them."""
+    plot = ".jp-OutputArea-output .dmlviz-playground .js-plotly-plot"
+    _run_cell(page, lab, "playground.ipynb", shot, output=".dmlviz-playground")
+    try:
+        page.wait_for_function(f"(() => {{ const g = document.querySelector('{plot}'); return !!(g && g.data && g.data[1].x && "
+                               "g.data[1].x.length === 1000); })()", timeout=60_000)
+    except Exception:
+        shot(page, "jupyterlab-playground-not-drawn")
+        raise
+    before = page.evaluate(f"Array.from(document.querySelector('{plot}').data[1].x).slice(0, 50)")
+    page.locator(".jp-OutputArea-output .dmlviz-play").click()
+    page.wait_for_function("document.querySelector('.dmlviz-playground-stats').innerText.includes('frames/s sent')", timeout=30_000)
+    page.wait_for_timeout(1500)
+    assert page.evaluate(f"Array.from(document.querySelector('{plot}').data[1].x).slice(0, 50)") != before
+    page.locator(".jp-OutputArea-output .dmlviz-play").click()
+    shot(page, "jupyterlab-playground")
+    assert page.locator('.jp-OutputArea-output [data-mime-type="application/vnd.jupyter.stderr"]').count() == 0
