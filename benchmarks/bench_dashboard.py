@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from serving import serve
 
 READY = "(sel) => { const gd = document.querySelector(sel); return !!(gd && gd.data && gd.data[0].x && gd.data[0].x.length > 0); }"
 PLOT = ".dmlviz-map .js-plotly-plot"
@@ -24,24 +24,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--no-first-run", "--disable-sync", "--enable-unsafe-swiftshader"]
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(runs_dir: Path, preheat: bool) -> tuple[subprocess.Popen, str]:
-    port = _port()
-    command = [sys.executable, "-m", "dmlviz.cli", "serve", str(runs_dir), "--port", str(port)] + ([] if preheat else ["--no-preheat"])
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(base + "/voila/tree", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    return proc, base
+    return serve(runs_dir, *([] if preheat else ["--no-preheat"]))
 
 
 def _measure(page, url: str, switches: int) -> dict:

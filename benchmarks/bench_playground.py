@@ -15,13 +15,11 @@ import argparse
 import json
 import platform
 import re
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from serving import serve
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run", "--disable-sync", "--enable-unsafe-swiftshader"]
@@ -38,24 +36,6 @@ COUNTER = """(sel) => {
 }"""
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(runs_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = _port()
-    proc = subprocess.Popen([sys.executable, "-m", "dmlviz.cli", "serve", str(runs_dir), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(base + "/voila/tree", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    return proc, base
 
 
 def _measure(page, base: str, points: int, dim: int, seconds: float) -> dict:
@@ -95,7 +75,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as runs:
-        proc, base = _serve(Path(runs))
+        proc, base = serve(Path(runs))
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)

@@ -34,3 +34,27 @@ def small_run(tmp_path_factory, small_synthetic):
 def make_rng(seed: int = 0) -> np.random.Generator:
     """A seeded numpy generator."""
     return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def interrupted_then_resumed(monkeypatch):
+    """run(data, epoch, **train_args): train, interrupted (Ctrl-C) when ``epoch`` starts, then resumed to the end; the resumed Run."""
+    import dmlviz
+    from dmlviz.training import trainer
+
+    def run(data, epoch: int, **train_args):
+        original, calls = trainer._train_epoch, []
+
+        def cut(t, e):
+            calls.append(e)
+            if e == epoch and calls.count(epoch) == 1:
+                raise KeyboardInterrupt
+            return original(t, e)
+
+        monkeypatch.setattr(trainer, "_train_epoch", cut)
+        with pytest.raises(KeyboardInterrupt):
+            dmlviz.train(data, **train_args)
+        monkeypatch.setattr(trainer, "_train_epoch", original)
+        return dmlviz.train(data, resume=True, **train_args)
+
+    return run

@@ -59,9 +59,8 @@ class ClassInspector(widgets.VBox):
         run = self.state.run
         if run is None or run.config.get("loss") != "margin" or "margin_beta" not in run.array_names(epoch):
             return ""
-        train = np.asarray(run.probe["train_classes"])
-        where = np.searchsorted(train, cls)
-        if where >= len(train) or train[where] != cls:
+        where = _train_row(run, cls)
+        if where < 0:
             return ""
         beta = float(run.arrays(epoch, "margin_beta")["margin_beta"][where])
         first = run.epochs[0]
@@ -75,9 +74,8 @@ class ClassInspector(widgets.VBox):
         run = self.state.run
         if run is None or run.config.get("loss") != "ccp" or "ccp_covering_radius" not in run.array_names(epoch):
             return ""
-        train = np.asarray(run.probe["train_classes"])
-        where = np.searchsorted(train, cls)
-        if where >= len(train) or train[where] != cls:
+        where = _train_row(run, cls)
+        if where < 0:
             return ""
         radius = float(run.arrays(epoch, "ccp_covering_radius")["ccp_covering_radius"][where])
         if not np.isfinite(radius):
@@ -93,9 +91,8 @@ class ClassInspector(widgets.VBox):
         run = self.state.run
         if run is None or run.config.get("loss") != "nivmf" or "nivmf_concentration" not in run.array_names(epoch):
             return ""
-        train = np.asarray(run.probe["train_classes"])
-        where = np.searchsorted(train, cls)
-        if where >= len(train) or train[where] != cls:
+        where = _train_row(run, cls)
+        if where < 0:
             return ""
         names = [k for k in ("nivmf_concentration", "nivmf_anisotropy", "nivmf_tilt") if k in run.array_names(epoch)]
         now = run.arrays(epoch, *names)
@@ -191,3 +188,9 @@ class ClassInspector(widgets.VBox):
             self.heatmap.data[0].x = list(range(k))
             self.heatmap.data[0].y = list(range(k))
 
+
+def _train_row(run: Any, cls: int) -> int:
+    """The row of class ``cls`` among the run's training classes (per-class arrays of the loss), or -1 for a test class."""
+    train = np.asarray(run.probe["train_classes"])
+    where = int(np.searchsorted(train, cls))
+    return where if where < len(train) and train[where] == cls else -1

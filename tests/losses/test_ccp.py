@@ -88,9 +88,7 @@ def test_an_instance_switches_after_patience_epochs_without_gain_reseeds_and_pul
     assert loss.terms["proximal"] == pytest.approx(0.25 * sum(float(((w.detach() - b) ** 2).sum()) for w, b in zip(model.parameters(), best)), rel=1e-5)
 
 
-def test_training_with_ccp_records_the_switch_and_resumes_exactly_across_it(small_synthetic, tmp_path, monkeypatch):
-    from dmlviz.training import trainer
-
+def test_training_with_ccp_records_the_switch_and_resumes_exactly_across_it(small_synthetic, tmp_path, interrupted_then_resumed):
     args = dict(model="linear", loss="ccp", proxies_per_class=2, pool_size=4, patience=1, batch_size=32, embedding_dim=8,
                 split="samples", progress=False, epochs=5, lr=1e-9, center_lr=1e-9)  # nothing learns: MAP@R never gains
     straight = dmlviz.train(small_synthetic, out=tmp_path / "a", **args)
@@ -103,18 +101,7 @@ def test_training_with_ccp_records_the_switch_and_resumes_exactly_across_it(smal
     assert radius.shape == (len(straight.probe["train_classes"]),) and np.all((radius >= 0) & (radius <= 2))
     assert straight.config["embedding_scale"] == "ball"
 
-    original, calls = trainer._train_epoch, []
-
-    def cut(t, epoch):  # interrupted when epoch 5 starts: the controller's state must come from the checkpoint
-        calls.append(epoch)
-        if epoch == 5 and calls.count(5) == 1:
-            raise KeyboardInterrupt
-        return original(t, epoch)
-
-    monkeypatch.setattr(trainer, "_train_epoch", cut)
-    with pytest.raises(KeyboardInterrupt):
-        dmlviz.train(small_synthetic, out=tmp_path / "b", **args)
-    resumed = dmlviz.train(small_synthetic, out=tmp_path / "b", resume=True, **args)
+    resumed = interrupted_then_resumed(small_synthetic, 5, out=tmp_path / "b", **args)  # from the checkpoint of epoch 4
     np.testing.assert_array_equal(resumed.snapshot(5).centers, straight.snapshot(5).centers)  # re-seeded the same way
     np.testing.assert_array_equal(resumed.snapshot(5).embeddings, straight.snapshot(5).embeddings)
     assert int(resumed.arrays(5, "ccp_instance")["ccp_instance"]) == 2

@@ -158,9 +158,7 @@ def test_iaa_is_refused_for_a_loss_without_reference_embeddings():
         build("multisimilarity", num_classes=4, embedding_dim=8, augmenter="iaa", iaa_start=30)
 
 
-def test_training_with_iaa_estimates_on_schedule_records_its_points_and_resumes_exactly(small_synthetic, tmp_path, monkeypatch):
-    from dmlviz.training import trainer
-
+def test_training_with_iaa_estimates_on_schedule_records_its_points_and_resumes_exactly(small_synthetic, tmp_path, interrupted_then_resumed):
     args = dict(model="linear", loss="multisimilarity", augmenter="iaa", iaa_start=0.34, batch_size=32, embedding_dim=8,
                 split="samples", progress=False, epochs=3)
     straight = dmlviz.train(small_synthetic, out=tmp_path / "a", **args)
@@ -172,16 +170,5 @@ def test_training_with_iaa_estimates_on_schedule_records_its_points_and_resumes_
     assert set(np.unique(straight.probe["labels"][arrays["synthetic_source"]])) <= set(straight.probe["train_classes"])
     assert np.isfinite(straight.metrics["loss"].to_numpy()[1:]).all()
 
-    original, calls = trainer._train_epoch, []
-
-    def cut(t, epoch):  # interrupted when epoch 3 starts: its statistics (estimated in epoch 2) must come from the checkpoint
-        calls.append(epoch)
-        if epoch == 3 and calls.count(3) == 1:
-            raise KeyboardInterrupt
-        return original(t, epoch)
-
-    monkeypatch.setattr(trainer, "_train_epoch", cut)
-    with pytest.raises(KeyboardInterrupt):
-        dmlviz.train(small_synthetic, out=tmp_path / "b", **args)
-    resumed = dmlviz.train(small_synthetic, out=tmp_path / "b", resume=True, **args)
+    resumed = interrupted_then_resumed(small_synthetic, 3, out=tmp_path / "b", **args)  # from the checkpoint of epoch 2
     np.testing.assert_array_equal(resumed.snapshot(3).embeddings, straight.snapshot(3).embeddings)

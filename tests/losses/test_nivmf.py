@@ -106,9 +106,7 @@ def test_the_loss_is_nca_over_expected_likelihoods_plus_the_authors_guidance():
     assert torch.isfinite(torch.autograd.grad(value, z)[0]).all()
 
 
-def test_training_warm_starts_at_class_means_scales_the_head_once_and_resumes_exactly(small_synthetic, tmp_path, monkeypatch):
-    from dmlviz.training import trainer
-
+def test_training_warm_starts_at_class_means_scales_the_head_once_and_resumes_exactly(small_synthetic, tmp_path, interrupted_then_resumed):
     args = dict(model="linear", loss="nivmf", batch_size=32, embedding_dim=8, split="samples", progress=False, epochs=3)
     run = dmlviz.train(small_synthetic, out=tmp_path / "a", **args)
     first, zero = run.snapshot(1), run.snapshot(0)
@@ -119,18 +117,7 @@ def test_training_warm_starts_at_class_means_scales_the_head_once_and_resumes_ex
     assert arrays["nivmf_concentration"].shape == (4,) and np.all(arrays["nivmf_anisotropy"] >= 1)
     assert np.isfinite(run.metrics["loss"].to_numpy()[1:]).all()
 
-    original, calls = trainer._train_epoch, []
-
-    def cut(t, epoch):
-        calls.append(epoch)
-        if epoch == 3 and calls.count(3) == 1:
-            raise KeyboardInterrupt
-        return original(t, epoch)
-
-    monkeypatch.setattr(trainer, "_train_epoch", cut)
-    with pytest.raises(KeyboardInterrupt):
-        dmlviz.train(small_synthetic, out=tmp_path / "b", **args)
-    resumed = dmlviz.train(small_synthetic, out=tmp_path / "b", resume=True, **args)
+    resumed = interrupted_then_resumed(small_synthetic, 3, out=tmp_path / "b", **args)  # from the checkpoint of epoch 2
     np.testing.assert_array_equal(resumed.snapshot(3).embeddings, run.snapshot(3).embeddings)  # no second warm start or scaling
 
 
