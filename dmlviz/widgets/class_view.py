@@ -54,14 +54,20 @@ class ClassInspector(widgets.VBox):
         self.select.value = state.selected_class if state.selected_class in present else -1
         self.refresh()
 
+    def _loss_row(self, cls: int, epoch: int, loss: str, key: str) -> tuple[Any, int] | None:
+        """(run, row of ``cls`` among its training classes) when the run's loss is ``loss`` and epoch ``epoch`` recorded ``key``."""
+        run = self.state.run
+        if run is None or run.config.get("loss") != loss or key not in run.array_names(epoch):
+            return None
+        where = _train_row(run, cls)
+        return None if where < 0 else (run, where)
+
     def _beta_text(self, cls: int, epoch: int) -> str:
         """For a margin-loss run, the class's learned boundary β at ``epoch`` and at epoch 0."""
-        run = self.state.run
-        if run is None or run.config.get("loss") != "margin" or "margin_beta" not in run.array_names(epoch):
+        found = self._loss_row(cls, epoch, "margin", "margin_beta")
+        if found is None:
             return ""
-        where = _train_row(run, cls)
-        if where < 0:
-            return ""
+        run, where = found
         beta = float(run.arrays(epoch, "margin_beta")["margin_beta"][where])
         first = run.epochs[0]
         start = float(run.arrays(first, "margin_beta")["margin_beta"][where]) if "margin_beta" in run.array_names(first) else float("nan")
@@ -71,12 +77,10 @@ class ClassInspector(widgets.VBox):
 
     def _covering_text(self, cls: int, epoch: int) -> str:
         """For a CCP run, the class's covering radius at ``epoch`` (and at its first measured epoch): the paper's quantity."""
-        run = self.state.run
-        if run is None or run.config.get("loss") != "ccp" or "ccp_covering_radius" not in run.array_names(epoch):
+        found = self._loss_row(cls, epoch, "ccp", "ccp_covering_radius")
+        if found is None:
             return ""
-        where = _train_row(run, cls)
-        if where < 0:
-            return ""
+        run, where = found
         radius = float(run.arrays(epoch, "ccp_covering_radius")["ccp_covering_radius"][where])
         if not np.isfinite(radius):
             return " · covering radius: not measured yet (CCP measures it on the training set when an epoch begins)"
@@ -88,12 +92,10 @@ class ClassInspector(widgets.VBox):
 
     def _concentration_text(self, cls: int, epoch: int) -> str:
         """For an EL-nivMF run, the class proxy's concentration and anisotropy at ``epoch`` and at the first epoch."""
-        run = self.state.run
-        if run is None or run.config.get("loss") != "nivmf" or "nivmf_concentration" not in run.array_names(epoch):
+        found = self._loss_row(cls, epoch, "nivmf", "nivmf_concentration")
+        if found is None:
             return ""
-        where = _train_row(run, cls)
-        if where < 0:
-            return ""
+        run, where = found
         names = [k for k in ("nivmf_concentration", "nivmf_anisotropy", "nivmf_tilt") if k in run.array_names(epoch)]
         now = run.arrays(epoch, *names)
         first = run.epochs[0]
