@@ -8,7 +8,9 @@
   where the authors loop): MDR (the authors' MDRLoss, vectorised as theirs), CBML (their
   per-anchor loop), Smooth-AP (the authors' tensor layout = PML's SmoothAPLoss on a batch with as
   many classes as samples per class, where it is right), cross-entropy (F.cross_entropy with
-  the same smoothed target).
+  the same smoothed target), CCP (PML's ContrastiveLoss twice, as the authors' LossWithCCP), Multi-Similarity
+  + IAA (the authors' per-anchor MultiSimilarityLoss on the augmented batch), EL-nivMF (the authors' one
+  log_ppk_vmf_vec call per image).
 
 Batch: 16 classes × 8 = 128 embeddings of 128-d (Smooth-AP: 8 × 8 = 64), seed 0. Calls
 interleaved, warm-up first, median of ``--repeats``. Writes benchmarks/results/losses_<device>.json.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import sys
@@ -38,7 +41,11 @@ from pytorch_metric_learning import losses as pml  # noqa: E402
 from pytorch_metric_learning import miners as pml_miners  # noqa: E402
 from pytorch_metric_learning.distances import DotProductSimilarity  # noqa: E402
 
+from pytorch_metric_learning.distances import LpDistance  # noqa: E402
+
 from dmlviz.losses import MDR, build  # noqa: E402
+from dmlviz.losses.ccp import to_unit_ball  # noqa: E402
+from dmlviz.losses.nivmf import log_vmf_normalizer, sample_vmf  # noqa: E402
 from dmlviz.losses.sampling import distance_weighted_triplets  # noqa: E402
 
 C, M, D = 16, 8, 128
@@ -87,7 +94,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads (default 1: with several, a per-anchor loop's many tiny ops leave OpenMP's pool in a state "
                              "that slowed the next loss's calls ~60× here, whichever loss it was)")
-    parser.add_argument("--only", default=None, help="comma-separated loss names to run (default: all; the JSON is written only for all)")
+    parser.add_argument("--only", default=None, help="comma-separated loss names to run (default: all); their rows replace theirs in the results JSON")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
@@ -182,6 +189,48 @@ def main() -> None:
     add("soprc", lambda: so(fresh(), labels, check=False),
         lambda: _soprc_reference(F.normalize(fresh(), dim=1), labels, so_v, so.prior, ns=M), "the authors' SOPRC forward, transcribed")
 
+    cc = build("ccp", C, D).to(device)
+    cc_ref = pml.ContrastiveLoss(pos_margin=0.0, neg_margin=0.5, distance=LpDistance(normalize_embeddings=False))
+
+    def ccp_reference() -> torch.Tensor:  # the authors' LossWithCCP: 0.1 · pair loss on the batch + pair loss against the proxies
+        x = to_unit_ball(fresh())
+        p = to_unit_ball(cc.proxies.reshape(-1, D))
+        return 0.1 * cc_ref(x, labels) + cc_ref(x, labels, ref_emb=p, ref_labels=cc.proxy_labels())
+
+    add("ccp", lambda: cc(fresh(), labels, check=False), ccp_reference, "PML ContrastiveLoss on the batch and against the proxies")
+    from test_iaa import iaa_multisimilarity  # noqa: E402
+
+    ia = build("multisimilarity", C, D, beta=40.0, augmenter="iaa", iaa_start=0.0).to(device)
+    ia.set_training_embeddings(torch.randn(C * 50, D, device=device), torch.arange(C, device=device).repeat_interleave(50))
+
+    def iaa_reference() -> torch.Tensor:
+        x = fresh()
+        made, made_labels, _ = ia.iaa.produce(x, labels, ia.iaa.lam)
+        return iaa_multisimilarity(F.normalize(torch.cat([x, made]), dim=1), torch.cat([labels, made_labels]), len(labels))
+
+    add("multisimilarity+iaa", lambda: ia(fresh(), labels, check=False), iaa_reference,
+        "the authors' MultiSimilarityLoss on the augmented batch (per-anchor loop), transcribed")
+    vm = build("nivmf", C, D, normalizer="exact").to(device)
+
+    def nivmf_reference() -> torch.Tensor:  # the authors' forward: one log_ppk_vmf_vec call per image
+        z = fresh()
+        unit = F.normalize(z, dim=1)
+        x = sample_vmf(unit, z.norm(dim=1), 5)
+        kappa, mu = vm.kappa.clamp(min=0.1), F.normalize(vm.directions, dim=1)
+        m = mu * kappa
+        n = m.norm(dim=1)
+        log_c, det = log_vmf_normalizer(n, D, "exact"), torch.log(kappa).sum(1) - torch.log(n)
+
+        def one(samples: torch.Tensor) -> torch.Tensor:  # log_ppk_vmf_vec for one image: its S samples against every proxy
+            logl = log_c[None] + n[None] * (F.normalize(samples, dim=1) @ (m / n[:, None]).T) + det[None]
+            return torch.logsumexp(logl / vm.temperature - math.log(samples.shape[0]), dim=0)
+
+        sim = torch.stack([one(x[:, i]) for i in range(len(z))])
+        nca = (-sim.gather(1, labels[:, None]).squeeze(1) + torch.logsumexp(sim, dim=1)).mean()
+        return nca + 3.0 * vm._guidance(unit, labels)
+
+    add("nivmf", lambda: vm(fresh(), labels, check=False), nivmf_reference, "the authors' per-image log_ppk_vmf_vec loop, transcribed")
+
     results = {}
     chosen = set(args.only.split(",")) if args.only else set(pairs)
     for name, (ours, reference, what) in pairs.items():
@@ -198,9 +247,9 @@ def main() -> None:
         a, b = statistics.median(mine), statistics.median(theirs)
         results[name] = {"dmlviz_ms": round(a * 1e3, 4), "reference_ms": round(b * 1e3, 4), "ratio": round(a / b, 3), "reference": what}
         print(f"{name:16s} dmlviz {a * 1e3:8.3f} ms   reference {b * 1e3:8.3f} ms   ratio {a / b:5.2f}   ({what})", flush=True)
-    if args.only:
-        return
     out = ROOT / "benchmarks" / "results" / f"losses_{device.type}.json"
+    if args.only and out.is_file():  # measured again: these losses' rows replace theirs, the others are kept
+        results = {**json.loads(out.read_text())["losses"], **results}
     out.write_text(json.dumps({
         "batch": f"{C} classes x {M} samples, {D}-d (smoothap: 8 x 8)", "repeats": args.repeats, "device": str(device),
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "pytorch_metric_learning": pytorch_metric_learning.__version__,
