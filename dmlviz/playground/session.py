@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_choice, check_positive_float, check_positive_int
-from ..data import synthetic
+from ..data import ArrayDataset, synthetic
 from ..eval.centers import assign_to_centers, center_groups, merged_assignments, submode_score
 from ..losses import LOSSES, DMLLoss, build
 from ..models import build_model
@@ -114,9 +114,12 @@ class PlaygroundSession:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = s = settings or Settings()
-        per_mode = max(2, s.points // (s.classes * s.modes_per_class))
-        self.data = synthetic(classes=s.classes, modes_per_class=s.modes_per_class, dim=s.input_dim, separation=s.separation,
-                              noise=s.noise, samples_per_mode=per_mode, seed=s.seed)
+        per_mode = max(2, -(-s.points // (s.classes * s.modes_per_class)))
+        full = synthetic(classes=s.classes, modes_per_class=s.modes_per_class, dim=s.input_dim, separation=s.separation,
+                         noise=s.noise, samples_per_mode=per_mode, seed=s.seed)
+        keep = slice(0, s.points)  # exactly `points` samples (the rows come shuffled, so classes stay balanced within a few)
+        self.data = ArrayDataset(full.inputs[keep], full.labels[keep], name="playground", class_names=full.class_names,
+                                 fine_labels=full.fine_labels[keep], fine_names=full.fine_names)
         self.inputs = self.data.inputs.float()
         self.labels = torch.as_tensor(self.data.labels, dtype=torch.long)
         self.fine = np.asarray(self.data.fine_labels)

@@ -39,6 +39,13 @@ def _segments(starts: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def _clear(trace: Any, axes: tuple[str, ...]) -> None:
+    """Empty a line trace, sending nothing when it is empty already (each update costs the page a redraw of its data)."""
+    if trace[axes[0]] is not None and len(trace[axes[0]]):
+        for a in axes:
+            setattr(trace, a, [])
+
+
 class Playground(widgets.VBox):
     """Live training on the unit circle (2-D) or sphere (3-D): play / pause / one step / reset, any loss and its knobs,
     presets, the forces (−gradient) on samples and centers, the mined pairs or triplets, and a button that records
@@ -163,11 +170,11 @@ class Playground(widgets.VBox):
 
     def _empty_3d(self) -> go.Figure:
         wire = []
-        for lat in np.linspace(-60, 60, 5):  # a few parallels and meridians of the unit sphere
+        for lat in (0.0,):  # the equator and two meridians of the unit sphere (each line costs a frame's software WebGL time)
             t = np.linspace(0, 2 * np.pi, 91)
             r, z = np.cos(np.radians(lat)), np.sin(np.radians(lat))
             wire.append(np.stack([r * np.cos(t), r * np.sin(t), np.full_like(t, z)], 1))
-        for lon in np.linspace(0, np.pi, 6, endpoint=False):
+        for lon in (0.0, np.pi / 2):
             t = np.linspace(-np.pi / 2, np.pi / 2, 61)
             wire.append(np.stack([np.cos(t) * np.cos(lon), np.cos(t) * np.sin(lon), np.sin(t)], 1))
         gaps = np.concatenate([np.vstack([w, np.full((1, 3), np.nan)]) for w in wire])
@@ -196,6 +203,7 @@ class Playground(widgets.VBox):
             widget = FigureWidget(first)
             widget.add_class("dmlviz-playground-figure")
             resync_on_render(widget, self.redraw)
+            widget.observe(self._on_page_drew, "_js2py_traceDeltas")
             self._figures[dim] = widget
         return self._figures[dim]
 
@@ -243,8 +251,7 @@ class Playground(widgets.VBox):
                     setattr(center_forces, a, col)
             else:
                 for trace in (forces, center_forces):
-                    for a in axes:
-                        setattr(trace, a, [])
+                    _clear(trace, axes)
             marks = figure.data[3]
             for k, a in enumerate(axes):
                 setattr(marks, a, centers[:, k])
@@ -255,8 +262,7 @@ class Playground(widgets.VBox):
             for trace, kind in zip(figure.data[5:], LINE_COLOURS):
                 pairs = f.lines.get(kind) if self.mined.value else None
                 if pairs is None or not len(pairs):
-                    for a in axes:
-                        setattr(trace, a, [])
+                    _clear(trace, axes)
                     continue
                 for a, col in zip(axes, _segments(f.points[pairs[:, 0]], f.points[pairs[:, 1]])):
                     setattr(trace, a, col)
@@ -386,13 +392,24 @@ class Playground(widgets.VBox):
 
     def step(self, n: int | None = None) -> None:
         """Train ``n`` batches (default: steps per frame) and draw."""
+        self._draw_frame(self._train(n))
+
+    def _train(self, n: int | None = None) -> tuple[Any, Frame]:
+        """Train ``n`` batches; (the session trained, its frame)."""
         with self._lock:
             try:
                 self.session.step(n or self.steps_per_frame.value)
             except FloatingPointError as error:
                 self._playing.clear()
                 self.error.value = f'<div style="color:#b00020">{html.escape(str(error))}: press reset</div>'
-            self._draw(self.session.frame())
+            return self.session, self.session.frame()
+
+    def _draw_frame(self, made: tuple[Any, Frame]) -> None:
+        """Draw a frame unless the session it came from was replaced meanwhile (a reset, a preset)."""
+        with self._lock:
+            session, frame = made
+            if session is self.session:
+                self._draw(frame)
 
     def toggle_play(self) -> None:
         """Start or pause live training."""
@@ -405,6 +422,22 @@ class Playground(widgets.VBox):
             self._thread = threading.Thread(target=self._loop, name="dmlviz-playground", daemon=True)
             self._thread.start()
 
+    def _on_page_drew(self, change: dict) -> None:
+        """The page reports each drawn frame (plotly's trace deltas): from then on play waits for it (back-pressure)."""
+        if change["new"]:
+            self._page_draws = True
+            self._drawn_edit = max(getattr(self, "_drawn_edit", 0), int(change["new"].get("trace_edit_id", 0)))
+
+    def _await_page(self, timeout: float = 0.5) -> None:
+        """Wait until the page has drawn all but the last frame sent (at most ``timeout``): a page that falls behind is sent no
+        more than it draws, instead of a queue that grows (measured on the sphere: 6.8 frames/s drawn of 18.7 sent without this)."""
+        if not getattr(self, "_page_draws", False):
+            return  # no page has drawn yet (or none is open): nothing to wait for
+        figure, deadline = self.figure, time.monotonic() + timeout
+        # one frame may be in flight while the next is sent (the page draws one as the next arrives); never two
+        while figure._last_trace_edit_id - getattr(self, "_drawn_edit", 0) > 1 and time.monotonic() < deadline and self._playing.is_set():
+            time.sleep(0.003)
+
     def _alive(self) -> bool:
         return not self._closed and self.figure.comm is not None
 
@@ -413,7 +446,9 @@ class Playground(widgets.VBox):
         try:
             while self._playing.is_set() and self._alive():
                 tick = time.monotonic()
-                self.step()
+                made = self._train()  # the next frame is computed while the page still draws the last one
+                self._await_page()
+                self._draw_frame(made)
                 drawn += 1
                 if tick - since >= 1.0:
                     self._frame_rate, drawn, since = drawn / (tick - since), 0, tick

@@ -24,11 +24,18 @@ def test_every_preset_builds_and_says_one_thing():
         assert preset.lesson.endswith((".", ")")) and len(preset.lesson) < 400
 
 
-def test_softmax_pulls_modes_together_and_softtriple_keeps_them_apart(outcomes):
-    (softmax_session, softmax), (_, softtriple) = outcomes[0], outcomes[1]
-    assert softmax_session.baseline["mode_gap"] > 80 and softmax.geometry["mode_gap"] < 50  # from ~95° to ~35°
-    assert softtriple.geometry["mode_gap"] > softmax.geometry["mode_gap"] + 30
-    assert softtriple.submode > 0.3  # 0 = chance
+def test_softmax_lets_modes_merge_and_softtriples_centers_sometimes_split_them(outcomes):
+    (softmax_session, softmax), (softtriple_session, softtriple) = outcomes[0], outcomes[1]
+    assert softmax_session.baseline["mode_gap"] > 85 and softmax.geometry["mode_gap"] < 75  # seed 0: 94° → ~60°
+    assert softtriple.submode > 0.4  # seed 0: 0.54 (0 = chance)
+    scores = []
+    for seed in (1, 2, 3):  # the lesson quotes the other seeds too, and the untrained centers' average
+        session = PlaygroundSession(Settings(**{**PRESETS[1].settings, "seed": seed}))
+        start = session.frame().submode
+        session.step(PRESETS[1].steps)
+        scores.append((start, session.frame().submode))
+    assert min(after for _, after in scores) < 0.1 < max(after for _, after in scores)  # it depends on the start
+    assert sum(after for _, after in scores) / 3 > sum(before for before, _ in scores) / 3 - 0.05
 
 
 def test_tau_merges_centers_against_tau_zero(outcomes):
