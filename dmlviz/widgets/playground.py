@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from ..playground import CHOICES, FORMULAS, PLAYGROUND_LOSSES, PRESETS, Frame, PlaygroundSession, Settings, loss_knobs
 from .colors import colour_array
 from .figure import FigureWidget, plotly_code, resync_on_render
+from .view_watch import ViewWatch
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,9 @@ class Playground(widgets.VBox):
     the same settings as a run the explorer opens.
 
     Training runs in a background thread of the kernel at up to ``fps`` frames per second, ``steps_per_frame`` batches
-    per frame; it stops when the widget is closed or its kernel ends (closing a Voila page ends the kernel), and pauses
-    by itself after ``MAX_PLAY_SECONDS`` of play.
+    per frame, and sends a frame only when the page has drawn all but the last. It pauses when the last view of it
+    closes (a JupyterLab tab or a Voila page), when the widget is closed or its kernel ends, and by itself after
+    ``MAX_PLAY_SECONDS`` of play.
     """
 
     def __init__(self, settings: Settings | None = None, runs_dir: str | Path = "runs", fps: float = 20.0, steps_per_frame: int = 2,
@@ -141,7 +143,8 @@ class Playground(widgets.VBox):
         ], layout=widgets.Layout(width="460px"))
         buttons = row(self.play_button, self.step_button, self.reset_button, self.forces, self.mined)
         left = widgets.VBox([buttons, self.plot_area, self.stats, self.error])
-        super().__init__([plotly_code(), widgets.HBox([left, controls], layout=widgets.Layout(flex_flow="row wrap"))])
+        self.watch = ViewWatch(self.pause)  # the last view closed (a JupyterLab tab, a Voila page): stop playing
+        super().__init__([plotly_code(), self.watch, widgets.HBox([left, controls], layout=widgets.Layout(flex_flow="row wrap"))])
         self.add_class("dmlviz-playground")
         self.redraw()
         if play:
@@ -421,6 +424,10 @@ class Playground(widgets.VBox):
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name="dmlviz-playground", daemon=True)
             self._thread.start()
+
+    def pause(self) -> None:
+        """Stop live training (the thread ends after its frame)."""
+        self._playing.clear()
 
     def _on_page_drew(self, change: dict) -> None:
         """The page reports each drawn frame (plotly's trace deltas): from then on play waits for it (back-pressure)."""

@@ -67,3 +67,17 @@ def test_recording_trains_the_settings_into_a_run(tmp_path):
     (folder,) = list(tmp_path.iterdir())
     run = dmlviz.load_run(folder)
     assert run.config["loss"] == "softtriple" and run.config["embedding_dim"] == 2 and run.epochs == [0, 1, 2]
+
+
+def test_play_pauses_when_the_last_view_closes():
+    pg = Playground(fps=30)
+    pg.watch._message(None, {"event": "open"}, None)
+    pg.watch._message(None, {"event": "open"}, None)  # two views (e.g. the same output in two tabs)
+    pg.toggle_play()
+    time.sleep(0.5)
+    pg.watch._message(None, {"event": "close"}, None)
+    time.sleep(0.3)
+    assert pg._playing.is_set()  # one view is left
+    pg.watch._message(None, {"event": "close"}, None)
+    time.sleep(0.5)
+    assert not pg._playing.is_set() and not pg._thread.is_alive()
