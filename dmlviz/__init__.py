@@ -14,6 +14,7 @@ _LAZY = {
     "Explorer": ("dmlviz.widgets", "Explorer"),
     "Compare": ("dmlviz.widgets", "Compare"),
     "Playground": ("dmlviz.widgets", "Playground"),
+    "Recorder": ("dmlviz.recording", "Recorder"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DMLDataset, Split
-from ..eval import assign_to_centers, center_groups, merged_assignments, nmi, retrieval_metrics, submode_score
+from ..recording import epoch_snapshot, retrieval_row
 from ..losses import DMLLoss
 from ..losses.augmented import RECORDED_SOURCES
 from ..runs import RunWriter
@@ -84,26 +84,6 @@ def _fill_level(counts: np.ndarray, budget: int) -> int:
         else:
             lo = mid + 1
     return lo
-
-
-#: centers [C, K, D] with more values than this (16 MB as float32; SOP's 11,318 × 10 × 512 has 58 M) are
-#: stored compactly: only the probe's classes, as float16
-CENTERS_COMPACT_ABOVE = 4_000_000
-
-
-def compact_centers(
-    centers: np.ndarray, center_classes: np.ndarray, effective_k: np.ndarray, probe_classes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """What a snapshot stores of centers [C, K, D]: all as float32, or above CENTERS_COMPACT_ABOVE values the probe's classes as float16.
-
-    Returns (centers [C', K, D], center_classes [C'], effective_k [C'], how): "all" or
-    "probe classes, float16". Views read only the probe's classes; the metrics' mean
-    effective K is computed over every class before this.
-    """
-    if centers.size <= CENTERS_COMPACT_ABOVE:
-        return centers.astype(np.float32), center_classes, effective_k.astype(np.int64), "all"
-    keep = np.isin(center_classes, probe_classes)
-    return centers[keep].astype(np.float16), center_classes[keep], effective_k[keep].astype(np.int64), "probe classes, float16"
 
 
 @dataclass
@@ -236,55 +216,16 @@ class Recorder:
         """Write epoch_NNNN.npz and the metrics row of a captured epoch (no model needed); return the row."""
         start = time.perf_counter()
         epoch, raw, learned = capture.epoch, capture.raw, capture.centers
-        unit = F.normalize(raw, dim=1)
-        probe_raw = raw[self._probe_pos]
-        probe = unit[self._probe_pos].numpy()
-        if learned is not None:
-            centers = learned.numpy()
-            center_classes = self.split.train_classes.astype(np.int64)
-            kind = "learned"
-        else:
-            center_classes = np.unique(self.probe_labels)
-            means = np.stack([probe[self.probe_labels == c].mean(axis=0) for c in center_classes])
-            centers = F.normalize(torch.from_numpy(means), dim=1).numpy()[:, None, :]
-            kind = "class_means"
-        assignments = assign_to_centers(probe, self.probe_labels, centers, center_classes)
-        groups = center_groups(centers, eps=self.eps)  # merged centres, for effective K and the sub-mode score
-        eff_k = (groups.max(axis=1) + 1).astype(np.int64)
-        stored, stored_classes, stored_k, how = compact_centers(centers, center_classes, eff_k, np.unique(self.probe_labels))
-        self.writer.write_epoch(
-            epoch,
-            {
-                "epoch": np.int64(epoch),
-                "embeddings": probe.astype(np.float32),
-                "norms": probe_raw.norm(dim=1).numpy().astype(np.float32),
-                "centers": stored,
-                "center_classes": stored_classes,
-                "centers_kind": np.asarray(kind),
-                "centers_stored": np.asarray(how),
-                "assignments": assignments.astype(np.int64),
-                "effective_k": stored_k,
-                "eps": np.float64(self.eps),
-                **capture.extras,
-            },
+        arrays, center_row = epoch_snapshot(
+            epoch, raw[self._probe_pos], self.probe_labels, None if learned is None else learned.numpy(),
+            self.split.train_classes.astype(np.int64), self.eps, self.probe_fine, self.probe_held_out,
         )
+        self.writer.write_epoch(epoch, {**arrays, **capture.extras})
         row: dict[str, Any] = {"epoch": epoch, **train_stats}
-        test = unit[self._test_pos]
-        test_labels = self.dataset.labels[self.split.test]
-        if len(test) >= 2:
-            row.update(retrieval_metrics(test if capture.test_on_device is None else capture.test_on_device, test_labels, ks=self.ks))
-            # NaN (a gap in the metrics view) when NMI is off or not due this epoch
-            due = self.nmi_method != "off" and epoch % self.nmi_every == 0
-            row["nmi"] = nmi(test.numpy(), test_labels, method=self.nmi_method) if due else float("nan")
-        if self.probe_fine is not None:
-            # how the centers split each class along its hidden fine labels (≈ 0 at chance, 1 exact):
-            # on the probe's held-out samples (the claim is about generalisation; NaN when held-out
-            # classes have no centers, as with a class-disjoint split) and on its training samples
-            # centers merged under eps count as one (as effective K and the map count them)
-            merged = merged_assignments(assignments, self.probe_labels, center_classes, groups)
-            for column, rows in (("submode_score", self.probe_held_out), ("submode_score_train", ~self.probe_held_out)):
-                row[column] = submode_score(self.probe_labels[rows], self.probe_fine[rows], merged[rows])
-        row["effective_k"] = float(eff_k.mean()) if len(eff_k) else float("nan")
+        due = self.nmi_method != "off" and epoch % self.nmi_every == 0  # NaN (a gap in the metrics view) otherwise
+        test = capture.test_on_device if capture.test_on_device is not None else F.normalize(raw[self._test_pos], dim=1)
+        row.update(retrieval_row(test, self.dataset.labels[self.split.test], self.ks, self.nmi_method, due))
+        row.update(center_row)
         row["record_seconds"] = capture.seconds + time.perf_counter() - start
         self.writer.append_metrics(row)
         return row

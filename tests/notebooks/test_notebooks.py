@@ -62,11 +62,24 @@ def test_playground_notebook_executes(tmp_path, monkeypatch):
     assert any(WIDGET in o.get("data", {}) for o in outputs)
 
 
+def test_bring_your_own_notebook_records_a_run_and_opens_it(tmp_path, monkeypatch):
+    import dmlviz
+
+    monkeypatch.setenv("DMLVIZ_RUNS_DIR", str(tmp_path))
+    nb = _execute("bring_your_own.ipynb", tmp_path)
+    outputs = _outputs(nb)
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(WIDGET in o.get("data", {}) for o in outputs)
+    run = dmlviz.load_run(tmp_path / "bring-your-own")
+    assert run.info["status"] == "finished" and run.epochs == list(range(6)) and run.snapshot(5).centers.shape == (5, 1, 64)
+    assert run.snapshot(0).thumbnails is not None
+
+
 def test_the_notebooks_live_in_the_repositorys_notebooks_folder():
     from pathlib import Path
 
     assert NOTEBOOKS == Path(__file__).resolve().parents[2] / "notebooks"
-    assert {"explorer.ipynb", "softtriple_lesson.ipynb", "compare.ipynb", "playground.ipynb"} <= {p.name for p in NOTEBOOKS.glob("*.ipynb")}
+    assert {"explorer.ipynb", "softtriple_lesson.ipynb", "compare.ipynb", "playground.ipynb", "bring_your_own.ipynb"} <= {p.name for p in NOTEBOOKS.glob("*.ipynb")}
 
 
 def test_a_wheel_installs_the_notebooks_once(tmp_path):
@@ -82,5 +95,5 @@ def test_a_wheel_installs_the_notebooks_once(tmp_path):
     wheel = next(tmp_path.glob("dmlviz-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {n.rsplit("/", 1)[-1] for n in names if "/data/share/dmlviz/notebooks/" in n}
-    assert {"explorer.ipynb", "softtriple_lesson.ipynb", "compare.ipynb", "playground.ipynb"} <= shipped
+    assert {"explorer.ipynb", "softtriple_lesson.ipynb", "compare.ipynb", "playground.ipynb", "bring_your_own.ipynb"} <= shipped
     assert not [n for n in names if n.startswith("dmlviz/notebooks/")]  # one copy

@@ -43,9 +43,9 @@ def test_probe_size_is_capped_at_100k(tmp_path):
 def test_large_centers_are_stored_for_the_probe_classes_in_float16(tmp_path, monkeypatch):
     import dmlviz
     from dmlviz.data import synthetic
-    from dmlviz.training import recorder
+    from dmlviz import recording
 
-    monkeypatch.setattr(recorder, "CENTERS_COMPACT_ABOVE", 10)  # instead of SOP's size
+    monkeypatch.setattr(recording, "CENTERS_COMPACT_ABOVE", 10)  # instead of SOP's size
     data = synthetic(classes=12, modes_per_class=1, dim=8, samples_per_mode=20, seed=0)
     run = dmlviz.train(data, loss="softtriple", centers_per_class=3, embedding_dim=4, epochs=1, batch_size=32, split="samples",
                        probe_size=60, out=tmp_path / "r", progress=False)
