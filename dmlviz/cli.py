@@ -215,6 +215,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .interchange import export_projector
+
+    out = export_projector(args.run, args.to, epochs=args.epoch)
+    print(f"TensorBoard projector log written to {out} (open it with: tensorboard --logdir {out}, tab Projector)")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .interchange import import_arrays, import_projector
+
+    if args.tensorboard:
+        if args.files:
+            raise ValueError("give either --tensorboard LOGDIR or embedding files, not both")
+        run = import_projector(args.tensorboard, args.out, label_column=args.label_column, overwrite=args.overwrite)
+    else:
+        run = import_arrays(args.files, args.out, labels=args.labels, overwrite=args.overwrite)
+    print(f"run written to {run.path}: {len(run.epochs)} epochs of {run.config.get('num_samples')} samples; open it with "
+          f"dmlviz serve {run.path.parent}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``dmlviz``."""
     parser = argparse.ArgumentParser(prog="dmlviz", description="See what a deep metric learning loss does.")
@@ -260,6 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the .npz file to write")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_features)
+    p = sub.add_parser("export", help="write epochs of a run as a TensorBoard projector log (thumbnails as its sprite)")
+    p.add_argument("run", help="a run folder")
+    p.add_argument("--to", required=True, help="the log folder to write")
+    p.add_argument("--epoch", type=int, nargs="+", default=None, help="epochs to export (default: the last)")
+    p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("import", help="record embeddings saved elsewhere (per-epoch .npy/.npz, or a TensorBoard projector log) as a run")
+    p.add_argument("files", nargs="*", help="per-epoch embeddings: .npy [N, D] or .npz with 'embeddings' (+ 'labels', 'split', 'epoch')")
+    p.add_argument("--tensorboard", default=None, metavar="LOGDIR", help="a TensorBoard projector log folder instead of files")
+    p.add_argument("--labels", default=None, help="labels [N] for .npy files: a .npy or a text file, one integer per line")
+    p.add_argument("--label-column", default=None, help="the metadata.tsv column that holds the classes (default: class, label or the first)")
+    p.add_argument("--out", required=True, help="the run folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a dmlviz run in --out")
+    p.set_defaults(func=_cmd_import)
     p = sub.add_parser("eval", help="print the metrics a run recorded")
     p.add_argument("run", help="a run folder")
     p.add_argument("--epoch", type=int, default=None, help="only this epoch")
