@@ -1,0 +1,1 @@
+"""Record runs from other training frameworks: :mod:`dmlviz.integrations.pml` (pytorch-metric-learning's trainers)."""
