@@ -106,3 +106,22 @@ def test_an_error_inside_the_with_block_marks_the_run_failed(tmp_path):
             raise KeyError("my loop broke")
     run = dmlviz.load_run(tmp_path / "f")
     assert run.info["status"] == "failed" and run.epochs == [0]
+
+
+def test_the_explorer_follows_a_run_while_it_is_recorded(tmp_path):
+    import time
+
+    from dmlviz.widgets import Explorer
+
+    labels, split, embed = _data()
+    rec = dmlviz.Recorder(tmp_path / "live", labels=labels, split=split)
+    rec.log(0, embed(0))
+    explorer = Explorer(tmp_path / "live", watch=0.2)
+    assert explorer.state.epochs == [0]
+    rec.log(1, embed(1))
+    deadline = time.time() + 20
+    while explorer.state.epochs != [0, 1] and time.time() < deadline:
+        time.sleep(0.1)
+    assert explorer.state.epochs == [0, 1]  # the new epoch appeared
+    rec.close()
+    explorer.close()
