@@ -36,7 +36,7 @@ class RecordingHooks:
         """Add the iteration's total loss to the epoch's mean."""
         value = trainer.losses.get("total_loss")
         if value is not None:
-            self._sum += float(value)
+            self._sum += float(value.detach() if isinstance(value, torch.Tensor) else value)
             self._count += 1
 
     def end_of_epoch(self, trainer: Any) -> bool:
