@@ -20,13 +20,18 @@ def _outputs(nb):
     return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
 
 
+def _ran_and_showed_a_widget(nb) -> None:
+    """No cell of the executed notebook raised, and one displayed a widget."""
+    outputs = _outputs(nb)
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(WIDGET in o.get("data", {}) for o in outputs)
+
+
 def test_explorer_notebook_opens_the_run_named_in_the_query(small_run, tmp_path, monkeypatch):
     monkeypatch.setenv("DMLVIZ_RUNS_DIR", str(small_run.path.parent))
     monkeypatch.setenv("QUERY_STRING", f"run={small_run.name}")
     nb = _execute("explorer.ipynb", tmp_path)
-    outputs = _outputs(nb)
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert any(WIDGET in o.get("data", {}) for o in outputs)
+    _ran_and_showed_a_widget(nb)
 
 
 def test_explorer_notebook_with_no_runs(tmp_path, monkeypatch):
@@ -49,17 +54,13 @@ def test_compare_notebook_opens_the_runs_named_in_the_query(small_run, tmp_path,
     monkeypatch.setenv("DMLVIZ_RUNS_DIR", str(root))
     monkeypatch.setenv("QUERY_STRING", "runs=a,b")
     nb = _execute("compare.ipynb", tmp_path)
-    outputs = _outputs(nb)
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert any(WIDGET in o.get("data", {}) for o in outputs)
+    _ran_and_showed_a_widget(nb)
 
 
 def test_playground_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.setenv("DMLVIZ_RUNS_DIR", str(tmp_path))
     nb = _execute("playground.ipynb", tmp_path)
-    outputs = _outputs(nb)
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert any(WIDGET in o.get("data", {}) for o in outputs)
+    _ran_and_showed_a_widget(nb)
 
 
 def test_bring_your_own_notebook_records_a_run_and_opens_it(tmp_path, monkeypatch):
@@ -67,9 +68,7 @@ def test_bring_your_own_notebook_records_a_run_and_opens_it(tmp_path, monkeypatc
 
     monkeypatch.setenv("DMLVIZ_RUNS_DIR", str(tmp_path))
     nb = _execute("bring_your_own.ipynb", tmp_path)
-    outputs = _outputs(nb)
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert any(WIDGET in o.get("data", {}) for o in outputs)
+    _ran_and_showed_a_widget(nb)
     run = dmlviz.load_run(tmp_path / "bring-your-own")
     assert run.info["status"] == "finished" and run.epochs == list(range(6)) and run.snapshot(5).centers.shape == (5, 1, 64)
     assert run.snapshot(0).thumbnails is not None
