@@ -58,8 +58,9 @@ def to_unit_ball(x: torch.Tensor) -> torch.Tensor:
 
 def greedy_k_center(pool: torch.Tensor, initial: torch.Tensor, k: int) -> torch.Tensor:
     """For each class, ``k`` points of ``pool`` [C, P, D] picked greedily farthest from ``initial`` [C, K0, D] and each other → [C, k, D]."""
-    d = (pool[:, :, None, :] - initial[:, None, :, :]).pow(2).sum(-1)  # [C, P, K0] squared distances
-    nearest = d.min(dim=2).values  # [C, P]
+    # [C, P, K0] squared distances as ‖p‖² + ‖q‖² − 2 p·q: no [C, P, K0, D] difference tensor (SOP: 11k classes)
+    d = pool.pow(2).sum(-1, keepdim=True) + initial.pow(2).sum(-1)[:, None, :] - 2 * torch.bmm(pool, initial.transpose(1, 2))
+    nearest = d.clamp(min=0).min(dim=2).values  # [C, P]
     picked = []
     for _ in range(k):
         choice = nearest.argmax(dim=1)  # [C]
