@@ -53,7 +53,10 @@ def epoch_snapshot(
         center_classes = np.asarray(center_classes, dtype=np.int64)
     else:
         center_classes = np.unique(labels)
-        means = np.stack([unit[labels == c].mean(axis=0) for c in center_classes])
+        rows = np.searchsorted(center_classes, labels)  # one pass, not one per class (SOP: 11k classes × 100k points)
+        means = np.zeros((len(center_classes), unit.shape[1]), dtype=np.float64)
+        np.add.at(means, rows, unit)
+        means /= np.bincount(rows, minlength=len(center_classes))[:, None]
         centers = F.normalize(torch.from_numpy(means), dim=1).numpy()[:, None, :]
         kind = "class_means"
     assignments = assign_to_centers(unit, labels, centers, center_classes)
