@@ -11,7 +11,8 @@ from typing import Any, Callable
 import anywidget
 import ipywidgets as widgets
 import plotly.graph_objects as go
-import traitlets
+
+from .deferred_code import DEFERRED_ESM, DeferredCode, deferred
 
 logger = logging.getLogger(__name__)
 
@@ -98,13 +99,14 @@ def _registering_bundle() -> str | None:
     )
 
 
-class PlotlyCode(anywidget.AnyWidget):
-    """An invisible widget that brings plotly's front-end module to the page once."""
+class PlotlyCode(DeferredCode, anywidget.AnyWidget):
+    """An invisible widget that brings plotly's front-end module to the page once (imported after its model is ready)."""
 
-    _esm = traitlets.Unicode("export default { render() {} };").tag(sync=True)
+    _esm = DEFERRED_ESM
 
     def __init__(self) -> None:
-        super().__init__(_esm=_registering_bundle() or "export default { render() {} };", layout=widgets.Layout(display="none"))
+        code = _registering_bundle() or "export default { render() {} };"
+        super().__init__(**deferred(code), layout=widgets.Layout(display="none"))
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,9 +15,12 @@ column on each change.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import numpy as np
+
+from .deferred_code import DEFERRED_ESM, DeferredCode, deferred
 
 #: above this many points the map is drawn by jupyter-scatter instead of plotly
 LARGE_MAP_ABOVE = 20_000
@@ -34,6 +37,36 @@ def _rgba(hex_colours: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, list[
     rgb = [(int(h[1:3], 16) / 255, int(h[3:5], 16) / 255, int(h[5:7], 16) / 255) for h in names]
     table = [(*rgb[k // 1001], (k % 1001) / 1000) for k in keys]
     return codes.astype(np.int64), table
+
+
+@functools.lru_cache(maxsize=1)
+def _deferred_scatter() -> type:
+    """jupyter-scatter's widget class with its 2 MB front-end module imported after the model is ready (see deferred_code)."""
+    import jscatter.widget
+
+    code = str(jscatter.widget.JupyterScatter._esm)  # its FileContents: the text of bundle.js
+
+    class DeferredScatter(DeferredCode, jscatter.widget.JupyterScatter):
+        """jupyter-scatter's widget, its module deferred."""
+
+        _esm = DEFERRED_ESM
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **deferred(code), **kwargs)
+
+    return DeferredScatter
+
+
+def _scatter_widget(scatter: Any) -> Any:
+    """``scatter.widget``, made as :func:`_deferred_scatter`'s class (jupyter-scatter names its widget class at module level)."""
+    import jscatter.jscatter
+
+    original = jscatter.jscatter.JupyterScatter
+    jscatter.jscatter.JupyterScatter = _deferred_scatter()
+    try:
+        return scatter.widget
+    finally:
+        jscatter.jscatter.JupyterScatter = original
 
 
 def preload() -> None:
@@ -67,7 +100,7 @@ class PointCanvas:
             size_map=(SAMPLE_SIZE, CENTER_SIZE), axes=False, legend=False, height=height, background_color="white",
             lasso_initiator=False, tooltip=False,
         )
-        self.widget = self.scatter.show()
+        self.widget = _scatter_widget(self.scatter)
         self.widget.opacity_by = None  # opacity travels with the colour categories, not the point density
         self.widget.opacity = 1.0
         self.widget.reticle = False  # no crosshair over the map on hover

@@ -1,0 +1,49 @@
+"""The big front-end modules travel beside a small ``_esm`` that imports them after anywidget's 2 s limit."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from dmlviz.widgets.deferred_code import DEFERRED_ESM, deferred
+from dmlviz.widgets.figure import _registering_bundle, plotly_code
+
+
+def test_plotly_code_defers_the_registering_bundle():
+    widget = plotly_code()
+    assert widget._esm == DEFERRED_ESM and len(widget._esm) < 2_000
+    assert widget._dmlviz_code == _registering_bundle()
+    assert "globalThis.__dmlvizPlotly" in widget._dmlviz_code
+    assert widget._dmlviz_code_key == hashlib.sha1(widget._dmlviz_code.encode()).hexdigest()
+    state = widget.get_state()
+    assert state["_esm"] == DEFERRED_ESM and state["_dmlviz_code"] == widget._dmlviz_code
+
+
+def test_the_point_canvas_defers_jupyter_scatter_and_leaves_its_module_alone():
+    jscatter = pytest.importorskip("jscatter")
+    import jscatter.jscatter
+    import jscatter.widget
+
+    from dmlviz.widgets.point_canvas import PointCanvas
+
+    original = jscatter.jscatter.JupyterScatter
+    canvas = PointCanvas(300, lambda i: None, lambda i: None, lambda rows: None)
+    assert jscatter.jscatter.JupyterScatter is original  # the swap is undone
+    assert isinstance(canvas.widget, jscatter.widget.JupyterScatter)
+    assert canvas.widget._esm == DEFERRED_ESM
+    bundle = (Path(jscatter.widget.__file__).parent / "bundle.js").read_text()
+    assert canvas.widget._dmlviz_code == bundle
+    assert canvas.widget.get_state()["_esm"] == DEFERRED_ESM
+    # the widget still works as jupyter-scatter's: traits set directly are synced
+    import numpy as np
+
+    canvas.draw(np.zeros((3, 2)), np.array(["#ff0000"] * 3), 1.0, np.zeros((0, 2)), np.array([], dtype="U7"), np.zeros(0))
+    assert np.asarray(canvas.widget.points).shape == (3, 4)
+
+
+def test_the_same_code_gets_the_same_key():
+    assert deferred("export default {};") == deferred("export default {};")
+    assert deferred("a")["_dmlviz_code_key"] != deferred("b")["_dmlviz_code_key"]
+
