@@ -284,8 +284,8 @@ def test_compare_maps_share_a_lasso_selection(page, page_log, server, served_com
             page.mouse.dblclick(10, 10)
     if not reached:
         # the bug of issue 9's note: plotly emitted plotly_selected but its widget sent nothing. Since
-        # figure.py re-sends a drawn selection itself, 4 of 4 page loads here got their first lasso
-        # through (before: 1 of 6); kept as xfail with a screenshot should it come back
+        # figure.py re-sends a drawn selection itself, every page load here got its first lasso through
+        # (before: 3 of 14 did); kept as xfail with a screenshot should it come back
         shot(page, "compare-lasso-lost")
         pytest.xfail("the lasso never reached the kernel (a figure's widget updates held by ipywidgets; known, open)")
     try:
