@@ -10,20 +10,27 @@ modes, 16-d, linear head, SoftTriple K=2, 3 epochs — caches its PCA layouts, s
 `dmlviz serve` (a preheated kernel) and drives the explorer page with Playwright.
 
 Run: python benchmarks/bench_map_scale.py [--runs-dir /tmp/dmlviz-bench-100k] [--points 100000]
-Writes benchmarks/results/map_scale.json.
+Writes benchmarks/results/map_scale.json. With --against REV it serves REV's code too (a temporary
+git worktree, dmlviz imported from it) and alternates page loads between the two servers, so a
+change is measured as a ratio within one run: benchmarks/results/map_scale_against.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_dashboard import ARGS, _serve  # noqa: E402
+from bench_dashboard import ARGS  # noqa: E402
+from serving import free_port  # noqa: E402
 
 CANVAS = ".dmlviz-point-canvas canvas"
 
@@ -103,12 +110,40 @@ def _run(runs_dir: Path, points: int) -> Path:
     return path
 
 
+def _serve_code(runs_dir: Path, pythonpath: str | None) -> tuple[subprocess.Popen, str]:
+    """`dmlviz serve` (preheated) with dmlviz imported from ``pythonpath`` (another checkout) when given."""
+    port = free_port()
+    env = {**os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
+    proc = subprocess.Popen([sys.executable, "-m", "dmlviz.cli", "serve", str(runs_dir), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(base + "/voila/tree", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    return proc, base
+
+
+def _summary(loads: list[dict]) -> dict:
+    return {
+        "load_s_median": statistics.median(r["load_s"] for r in loads),
+        "epoch_switch_s_median": statistics.median(t for r in loads for t in r["epoch_switch_s"]),
+        "click_to_neighbours_s_median": statistics.median(t for r in loads for t in r["click_to_neighbours_s"]) if any(r["click_to_neighbours_s"] for r in loads) else None,
+        "screenshot_s_median": statistics.median(r["screenshot_s"] for r in loads),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-dir", default="/tmp/dmlviz-bench-100k")
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--switches", type=int, default=5)
+    parser.add_argument("--against", default=None, metavar="REV",
+                        help="also serve git revision REV's code (a temporary worktree) and alternate page loads between the two "
+                             "(the machine is noisy: a ratio measured in one run); writes map_scale_against.json")
     parser.add_argument("--screenshot", default=None, help="save a screenshot of the last page here")
     args = parser.parse_args()
     runs_dir = Path(args.runs_dir)
@@ -116,41 +151,52 @@ def main() -> None:
     path = _run(runs_dir, args.points)
     from playwright.sync_api import sync_playwright
 
-    loads = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        proc, base = _serve(runs_dir, preheat=True)
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as scratch:
+        arms = {"this": None}
+        if args.against:
+            tree = Path(scratch) / "against"
+            subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", str(tree), args.against], check=True)
+            arms["against"] = str(tree)
+        loads: dict[str, list[dict]] = {arm: [] for arm in arms}
+        servers = {arm: _serve_code(runs_dir, code) for arm, code in arms.items()}
         try:
-            time.sleep(25)  # the preheated kernel imports dmlviz
-            for i in range(args.repeats):
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                result = _measure(page, f"{base}/voila/render/explorer.ipynb?run={path.name}", args.switches)
-                result["points_drawn"] = args.points if page.locator(CANVAS).count() else None
-                loads.append(result)
-                if args.screenshot and i == args.repeats - 1:
-                    page.wait_for_timeout(1500)
-                    page.screenshot(path=args.screenshot, full_page=True)
-                page.close()
-                time.sleep(25)  # Voila refills its pool of one preheated kernel
+            time.sleep(60 if args.against else 25)  # the preheated kernels import dmlviz
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+                for i in range(args.repeats):
+                    for arm in (list(arms) if i % 2 == 0 else list(arms)[::-1]):
+                        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                        result = _measure(page, f"{servers[arm][1]}/voila/render/explorer.ipynb?run={path.name}", args.switches)
+                        result["points_drawn"] = args.points if page.locator(CANVAS).count() else None
+                        loads[arm].append(result)
+                        print(f"{arm}: page → points {result['load_s']:.2f} s", flush=True)
+                        if args.screenshot and arm == "this" and i == args.repeats - 1:
+                            page.wait_for_timeout(1500)
+                            page.screenshot(path=args.screenshot, full_page=True)
+                        page.close()
+                        time.sleep(25)  # Voila refills its pool of one preheated kernel
+                browser.close()
         finally:
-            proc.terminate()
-            proc.wait()
-        browser.close()
-    results = {
-        "points": args.points,
-        "points_drawn": loads[-1]["points_drawn"],
-        "load_s_median": statistics.median(r["load_s"] for r in loads),
-        "epoch_switch_s_median": statistics.median(t for r in loads for t in r["epoch_switch_s"]),
-        "click_to_neighbours_s_median": statistics.median(t for r in loads for t in r["click_to_neighbours_s"]) if any(r["click_to_neighbours_s"] for r in loads) else None,
-        "screenshot_s_median": statistics.median(r["screenshot_s"] for r in loads),
-        "goals": {"load_s": 5.0, "epoch_switch_s": 0.5},
-        "raw": loads,
-    }
+            for proc, _ in servers.values():
+                proc.terminate()
+                proc.wait()
+            if args.against:
+                subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", arms["against"]], check=False)
+    results = {"points": args.points, "points_drawn": loads["this"][-1]["points_drawn"], **_summary(loads["this"]),
+               "goals": {"load_s": 5.0, "epoch_switch_s": 0.5}, "raw": loads["this"]}
     print(f"{args.points:,} points ({results['points_drawn']:,} drawn): page → points {results['load_s_median']:.2f} s, "
           f"epoch switch {results['epoch_switch_s_median']:.3f} s (one screenshot: {results['screenshot_s_median']:.3f} s), "
           f"click → neighbours {results['click_to_neighbours_s_median']:.3f} s")
-    out = Path(__file__).parent / "results" / "map_scale.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    name = "map_scale.json"
+    if args.against:
+        against = _summary(loads["against"])
+        results = {"points": args.points, "against": args.against, "this": {**_summary(loads["this"]), "raw": loads["this"]},
+                   "against_code": {**against, "raw": loads["against"]},
+                   "load_ratio_this_over_against": results["load_s_median"] / against["load_s_median"]}
+        print(f"against {args.against}: page → points {against['load_s_median']:.2f} s; ratio {results['load_ratio_this_over_against']:.2f}")
+        name = "map_scale_against.json"
+    (Path(__file__).parent / "results" / name).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

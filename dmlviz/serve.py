@@ -34,6 +34,11 @@ NOTEBOOKS = notebooks_dir()
 SHARE = Path(__file__).parent / "share"
 TEMPLATE = "dmlviz"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# JupyterLab extensions a dmlviz page never uses, kept off its pages: jupyterlab-plotly renders
+# plotly's static figures (a mime type); dmlviz's figures are widgets whose front-end code comes
+# with them (widgets/figure.py), and the extension alone makes each page fetch and parse a 4.8 MB
+# chunk holding a second copy of plotly.js.
+UNUSED_EXTENSIONS = '["jupyterlab-plotly"]'
 
 
 def is_loopback(host: str) -> bool:
@@ -83,6 +88,7 @@ def voila_command(port: int, host: str = "127.0.0.1", preheat: bool = True, runs
         sys.executable, "-m", "voila", str(NOTEBOOKS),
         "--no-browser", f"--port={int(port)}", f"--Voila.ip={host}",
         f"--show_tracebacks={local}", "--Voila.port_retries=0", f"--template={TEMPLATE}",
+        f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS}",
     ]
     if token or not local:
         command.append("--Voila.auto_token=True")  # the identity provider's token: JUPYTER_TOKEN, else a generated one

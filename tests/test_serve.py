@@ -18,6 +18,8 @@ def test_voila_binds_loopback_and_refuses_another_port(tmp_path):
         (run_folder(tmp_path, name) / "run.json").write_text(json.dumps({"status": "finished"}))
     assert not any("preheat_denylist" in part for part in voila_command(8866, runs_dir=tmp_path))
     assert "--preheat_kernel=True" not in voila_command(8866, preheat=False)
+    # plotly's JupyterLab extension (static figures, a second 4.8 MB copy of plotly.js) is kept off the pages
+    assert '--VoilaConfiguration.extension_denylist=["jupyterlab-plotly"]' in command
 
 
 def test_loopback_keeps_open_pages_with_tracebacks(tmp_path):

@@ -187,6 +187,7 @@ class PageLog:
     errors: list = field(default_factory=list)
     external: list = field(default_factory=list)
     requests: int = 0
+    urls: list = field(default_factory=list)
 
     def attach(self, page) -> "PageLog":
         page.on("console", lambda message: self.errors.append(f"console: {message.text}") if message.type == "error" else None)
@@ -196,6 +197,7 @@ class PageLog:
 
     def _on_request(self, request) -> None:
         self.requests += 1
+        self.urls.append(request.url)
         url = urlsplit(request.url)
         if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in LOCAL_HOSTS:
             self.external.append(request.url)
