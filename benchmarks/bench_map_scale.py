@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_dashboard import ARGS  # noqa: E402
-from serving import free_port  # noqa: E402
+from serving import serve  # noqa: E402
 
 CANVAS = ".dmlviz-point-canvas canvas"
 
@@ -116,22 +114,6 @@ def _run(runs_dir: Path, points: int) -> Path:
     return path
 
 
-def _serve_code(runs_dir: Path, pythonpath: str | None) -> tuple[subprocess.Popen, str]:
-    """`dmlviz serve` (preheated) with dmlviz imported from ``pythonpath`` (another checkout) when given."""
-    port = free_port()
-    env = {**os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
-    proc = subprocess.Popen([sys.executable, "-m", "dmlviz.cli", "serve", str(runs_dir), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(base + "/voila/tree", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    return proc, base
-
-
 def _summary(loads: list[dict]) -> dict:
     return {
         "load_s_median": statistics.median(r["load_s"] for r in loads),
@@ -166,7 +148,7 @@ def main() -> None:
             subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", str(tree), args.against], check=True)
             arms["against"] = str(tree)
         loads: dict[str, list[dict]] = {arm: [] for arm in arms}
-        servers = {arm: _serve_code(runs_dir, code) for arm, code in arms.items()}
+        servers = {arm: serve(runs_dir, env={"PYTHONPATH": code} if code else None) for arm, code in arms.items()}  # dmlviz from that checkout
         try:
             time.sleep(60 if args.against else 25)  # the preheated kernels import dmlviz
             with sync_playwright() as p:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -17,11 +18,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(runs_dir: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    """Start `dmlviz serve RUNS_DIR ARGS`; (the process, its base URL) once it answers (at most 2 minutes)."""
+def serve(runs_dir: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `dmlviz serve RUNS_DIR ARGS` (with ``env`` added to the environment); (the process, its base URL) once it
+    answers (at most 2 minutes)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "dmlviz.cli", "serve", str(runs_dir), "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     base = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
