@@ -88,6 +88,8 @@ def _measure(page, url: str, switches: int) -> dict:
     for i in range(switches):
         x, y = box["x"] + box["width"] * (0.35 + 0.06 * i), box["y"] + box["height"] * 0.5
         marker = page.evaluate("() => { const q = document.querySelector('.dmlviz-query'); return q ? q.textContent : ''; }")
+        page.mouse.move(x, y, steps=8)  # as a hand moves: a click from afar in one jump can pan jupyter-scatter's camera away
+        page.wait_for_timeout(150)
         t = time.perf_counter()
         page.mouse.click(x, y)
         try:
