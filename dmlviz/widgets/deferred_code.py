@@ -11,6 +11,16 @@ travels in the trait ``_dmlviz_code`` and is imported in the background (once pe
 same code, keyed by its hash); ``render`` waits for it. Changes that arrive meanwhile are
 applied to the model as usual, and the real module reads them when it renders. A module that
 has its own ``initialize`` gets it called when it has loaded, before its first ``render``.
+
+Order: a module can be told to wait for other modules' widgets to be drawn first
+(``load_after``). A page's JavaScript runs on one thread, and evaluating plotly's module is
+one long task (1.6 s on an idle page in this project's Chromium, twice that beside the rest
+of a page loading): a large map's jupyter-scatter canvas, made at the same time, was drawn
+only after it and after every plotly figure. A PointCanvas therefore tells plotly's module to
+wait for it, so the 100,000-point explorer draws its points first and its plotly figures
+follow (benchmarks/bench_map_scale.py --against measures the two orders side by side). The
+wait ends at the latest AFTER_LIMIT_MS after it began (a canvas never shown, a hidden tab),
+and the page's performance timeline says when it began and how it ended.
 """
 
 from __future__ import annotations
@@ -20,21 +30,73 @@ import hashlib
 
 import traitlets
 
-DEFERRED_ESM = """
-const modules = (globalThis.__dmlvizDeferred ??= new Map());
+#: the longest a module waits for the widgets it is to follow (``_dmlviz_code_after``) to be drawn
+AFTER_LIMIT_MS = 5000
+
+DEFERRED_ESM = r"""
+const shared = (globalThis.__dmlvizDeferred ??= { modules: new Map(), counts: new Map(), waiting: new Set() });
 function load(code, key) {
-  if (!modules.has(key)) {
+  if (!shared.modules.has(key)) {
+    performance.mark(`dmlviz:import ${key}`);
     const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
-    modules.set(key, import(url).finally(() => URL.revokeObjectURL(url)));
+    shared.modules.set(key, import(url).finally(() => { URL.revokeObjectURL(url); performance.mark(`dmlviz:imported ${key}`); }));
   }
-  return modules.get(key);
+  return shared.modules.get(key);
+}
+function count(key, what) {
+  const c = shared.counts.get(key) ?? { made: 0, drawn: 0 };
+  c[what] += 1;
+  shared.counts.set(key, c);
+  if (what === "drawn") performance.mark(`dmlviz:drawn ${key}`);
+  for (const check of [...shared.waiting]) check();
+}
+// Resolves once every widget made so far with one of these modules has drawn (at least one
+// of each), or after a time limit: a widget that is never shown holds nothing back for long.
+// The page's performance timeline holds when the wait began and how it ended ("dmlviz:waiting KEY",
+// "dmlviz:waited KEY" with detail "drawn" or "limit").
+function after(keys, key) {
+  if (!keys || !keys.length) return Promise.resolve();
+  performance.mark(`dmlviz:waiting ${key}`);
+  return new Promise((resolve) => {
+    const drawn = () => keys.every((k) => { const c = shared.counts.get(k); return c && c.drawn > 0 && c.drawn >= c.made; });
+    const done = (how) => {
+      shared.waiting.delete(check);
+      clearTimeout(timer);
+      performance.mark(`dmlviz:waited ${key}`, { detail: how });
+      resolve();
+    };
+    const check = () => { if (drawn()) done("drawn"); };
+    const timer = setTimeout(() => done("limit"), AFTER_LIMIT_MS);
+    shared.waiting.add(check);
+    check();
+  });
+}
+const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+// When a view has been drawn: two animation frames after its render; for a jupyter-scatter view
+// (`_dmlviz_drawn_when` "regl-scatterplot"), once the regl-scatterplot on its container (`api`)
+// reports its points drawn: its render returns before it has even made the scatterplot.
+async function drawn(el, when) {
+  if (when === "regl-scatterplot") {
+    const start = performance.now();
+    while (performance.now() - start < AFTER_LIMIT_MS) {
+      const holder = [...el.querySelectorAll("div")].find((d) => d.api && typeof d.api.get === "function");
+      if (holder && holder.api.get("isPointsDrawn")) break;
+      await frame();
+    }
+  }
+  await frame();
+  await frame();
 }
 export default () => {
   let widget = null;
+  let key = null;
+  let counted = false;
   return {
     initialize({ model }) {
+      key = model.get("_dmlviz_code_key");
+      count(key, "made");
       // not awaited: anywidget rejects a model whose initialize takes more than 2 s
-      widget = load(model.get("_dmlviz_code"), model.get("_dmlviz_code_key")).then(async (module) => {
+      widget = after(model.get("_dmlviz_code_after"), key).then(() => load(model.get("_dmlviz_code"), key)).then(async (module) => {
         const made = typeof module.default === "function" ? await module.default() : module.default;
         if (made.initialize) await made.initialize({ model });
         return made;
@@ -42,11 +104,16 @@ export default () => {
       widget.catch((error) => console.error("[dmlviz] a widget's front-end module failed to load", error));
     },
     async render(context) {
-      return (await widget).render(context);
+      const cleanup = await (await widget).render(context);
+      if (!counted) {
+        counted = true;
+        drawn(context.el, context.model.get("_dmlviz_drawn_when")).then(() => count(key, "drawn"));
+      }
+      return cleanup;
     },
   };
 };
-"""
+""".replace("AFTER_LIMIT_MS", str(AFTER_LIMIT_MS))
 
 
 class DeferredCode(traitlets.HasTraits):
@@ -54,6 +121,15 @@ class DeferredCode(traitlets.HasTraits):
 
     _dmlviz_code = traitlets.Unicode("export default { render() {} };").tag(sync=True)
     _dmlviz_code_key = traitlets.Unicode("").tag(sync=True)
+    #: keys of modules whose widgets this module waits to see drawn before it is imported
+    _dmlviz_code_after = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    #: how the page tells that a view of this widget has been drawn: "" (two frames after its render) or "regl-scatterplot"
+    _dmlviz_drawn_when = traitlets.Unicode("").tag(sync=True)
+
+    def load_after(self, key: str) -> None:
+        """Import this widget's module only once the widgets carrying the module ``key`` are drawn (waiting AFTER_LIMIT_MS at most)."""
+        if key not in self._dmlviz_code_after:
+            self._dmlviz_code_after = [*self._dmlviz_code_after, key]
 
 
 @functools.lru_cache(maxsize=8)

@@ -52,7 +52,7 @@ def _deferred_scatter() -> type:
         _esm = DEFERRED_ESM
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **deferred(code), **kwargs)
+            super().__init__(*args, **deferred(code), _dmlviz_drawn_when="regl-scatterplot", **kwargs)
 
     return DeferredScatter
 
@@ -105,6 +105,10 @@ class PointCanvas:
         self.widget.opacity = 1.0
         self.widget.reticle = False  # no crosshair over the map on hover
         self.widget.add_class("dmlviz-point-canvas")
+        # the page imports plotly's module (one long task) after this canvas is drawn, not before (see deferred_code)
+        from .figure import plotly_code
+
+        plotly_code().load_after(self.widget._dmlviz_code_key)
         self._on_hover, self._on_click, self._on_lasso = on_hover, on_click, on_lasso
         self.widget.observe(self._hovered, "hovering")
         self.widget.observe(self._selected, "selection")

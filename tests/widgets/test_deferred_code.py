@@ -13,7 +13,7 @@ from dmlviz.widgets.figure import _registering_bundle, plotly_code
 
 def test_plotly_code_defers_the_registering_bundle():
     widget = plotly_code()
-    assert widget._esm == DEFERRED_ESM and len(widget._esm) < 2_000
+    assert widget._esm == DEFERRED_ESM and len(widget._esm) < 4_000
     assert widget._dmlviz_code == _registering_bundle()
     assert "globalThis.__dmlvizPlotly" in widget._dmlviz_code
     assert widget._dmlviz_code_key == hashlib.sha1(widget._dmlviz_code.encode()).hexdigest()
@@ -36,6 +36,10 @@ def test_the_point_canvas_defers_jupyter_scatter_and_leaves_its_module_alone():
     bundle = (Path(jscatter.widget.__file__).parent / "bundle.js").read_text()
     assert canvas.widget._dmlviz_code == bundle
     assert canvas.widget.get_state()["_esm"] == DEFERRED_ESM
+    # the page draws the canvas first and imports plotly's module after it (one long task that would hold it back)
+    assert canvas.widget._dmlviz_drawn_when == "regl-scatterplot"
+    assert canvas.widget._dmlviz_code_key in plotly_code()._dmlviz_code_after
+    assert plotly_code().get_state()["_dmlviz_code_after"] == plotly_code()._dmlviz_code_after
     # the widget still works as jupyter-scatter's: traits set directly are synced
     import numpy as np
 
@@ -47,3 +51,14 @@ def test_the_same_code_gets_the_same_key():
     assert deferred("export default {};") == deferred("export default {};")
     assert deferred("a")["_dmlviz_code_key"] != deferred("b")["_dmlviz_code_key"]
 
+
+
+def test_load_after_adds_a_key_once():
+    from dmlviz.widgets.figure import PlotlyCode
+
+    widget = PlotlyCode()
+    assert widget._dmlviz_code_after == []
+    widget.load_after("abc")
+    widget.load_after("abc")
+    assert widget._dmlviz_code_after == ["abc"]
+    widget.close()
