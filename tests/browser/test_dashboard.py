@@ -9,6 +9,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from conftest import check_distances, figures_fit
 
+from dmlviz.widgets.deferred_code import AFTER_LIMIT_MS
+
 pytestmark = pytest.mark.browser
 
 PLOT = ".dmlviz-map .js-plotly-plot"
@@ -373,6 +375,16 @@ def _sample_spots(png: bytes, box: dict) -> list[tuple[float, float]]:
     return [(box["x"] + (cols[i] * 8 + 4) * sx, box["y"] + (rows[i] * 8 + 4) * sy) for i in order]
 
 
+def _code_keys() -> tuple[str, str]:
+    """The page's keys of jupyter-scatter's and plotly's front-end modules (see widgets/deferred_code.py)."""
+    import jscatter.widget
+
+    from dmlviz.widgets.deferred_code import deferred
+    from dmlviz.widgets.figure import plotly_code
+
+    return deferred(str(jscatter.widget.JupyterScatter._esm))["_dmlviz_code_key"], plotly_code()._dmlviz_code_key
+
+
 def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
     """25,000 points: the WebGL canvas draws them, the epoch slider redraws, a click selects a sample, nothing leaves 127.0.0.1."""
     page.goto(f"{server}/voila/render/explorer.ipynb?run=large", timeout=120_000)
@@ -386,6 +398,26 @@ def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
     assert page.locator(PLOT).count() == 0  # the plotly figure is not on the page
     assert "Drawn by jupyter-scatter" in page.locator(".dmlviz-map-caption").inner_text()
     shot(page, "explorer-large-map")
+    # plotly's module (one long task to evaluate) is imported only once the canvas has drawn its points,
+    # and the plotly figures beside the map are drawn after it (widgets/deferred_code.py)
+    page.wait_for_selector(".dmlviz-explorer .js-plotly-plot", state="attached", timeout=60_000)  # some are in hidden tabs
+    marks = {name: (time, detail) for name, time, detail in page.evaluate(
+        "() => performance.getEntriesByType('mark').filter((m) => m.name.startsWith('dmlviz:')).map((m) => [m.name, m.startTime, m.detail])")}
+    scatter_key, plotly_key = _code_keys()
+    waited, how = marks[f"dmlviz:waited {plotly_key}"]
+    start, imported = marks[f"dmlviz:import {plotly_key}"][0], marks[f"dmlviz:imported {plotly_key}"][0]
+    drawn = marks[f"dmlviz:drawn {scatter_key}"][0]
+    record(f"voila explorer (25,000 points): plotly's module waited for the canvas ({how}), imported "
+           f"{(start - drawn) / 1000:+.2f} s after the canvas was drawn, in {(imported - start) / 1000:.2f} s")
+    assert waited <= start < imported
+    if how == "drawn":
+        assert drawn <= start
+    else:  # a page too busy to draw the canvas within the limit: plotly waited that long, no longer
+        assert how == "limit" and waited - marks[f"dmlviz:waiting {plotly_key}"][0] >= AFTER_LIMIT_MS - 50, marks
+    # the page evaluates plotly and draws its figures after the points: clicks in the meantime wait for an idle page
+    for _ in range(2):
+        page.evaluate("() => new Promise((resolve) => requestIdleCallback(resolve, { timeout: 20000 }))")
+
     before = _canvas_png(page)
     handle = page.locator(".dmlviz-epoch .noUi-handle").first
     handle.focus()
