@@ -32,6 +32,8 @@ CENTER_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f
                   "#469990", "#9a6324", "#800000", "#808000", "#000075", "#fabed4", "#ffd8b1", "#aaffc3"]
 #: Below this map-ownership agreement the map warns that ownership cannot be read from positions.
 OWNERSHIP_GOAL = 0.9
+#: a center's opacity on the large (jupyter-scatter) map when it owns no sample
+CENTER_FAINT = 0.45
 #: above this many classes (or fine labels) the legend names only the picked one: colours repeat anyway
 LEGEND_CHIPS_MAX = 200
 
@@ -393,9 +395,11 @@ class MapView(widgets.VBox):
         drawn = (" Drawn by jupyter-scatter (WebGL) above 20,000 points: centers are the large dots (faint when they own "
                  "no sample), hover one to read it, click it to open its class; select samples with the lasso button "
                  "left of the map; one frame holds every epoch shown." if self.large else "")
+        # the projection's note says how plotly draws a center that owns nothing (hollow); the canvas draws it faint
+        placement = layout.placement.replace("are hollow", "are faint") if self.large else layout.placement
         self.caption.value = (
             f'<div class="dmlviz-placement" style="font-size:11px;color:#555;max-width:640px">{count}{kind}: '
-            f"{html.escape(layout.placement)}{drawn}</div>"
+            f"{html.escape(placement)}{drawn}</div>"
         )
 
     def _redraw_canvas(self, snap: Any, layout: Any, rows: np.ndarray, marker: dict, opacity: Any) -> None:
@@ -406,12 +410,12 @@ class MapView(widgets.VBox):
         if look is None:
             cxy, ccol, calpha = np.zeros((0, 2)), np.array([], dtype="U7"), np.array([])
         else:
-            cxy, ccol, calpha = look["xy"], look["colours"], np.where(look["owning"], 1.0, 0.45)
+            cxy, ccol, calpha = look["xy"], look["colours"], np.where(look["owning"], 1.0, CENTER_FAINT)
         frame = (str(self.state.run.path), self.state.split, layout.method)
         if getattr(self, "_frame_key", None) != frame:  # another run, split or layout: fit it afresh
             self.canvas.reset_frame()
             self._frame_key = frame
-        self.canvas.draw(layout.points[rows], colours, opacity, cxy, ccol, calpha)
+        self.canvas.draw(layout.points[rows], colours, opacity, cxy, ccol, calpha, center_alphas=(1.0, CENTER_FAINT))
         self._draw_marks(layout)
 
     def synthetic(self, snap: Any, layout: Any) -> tuple[np.ndarray, np.ndarray, float, int] | None:

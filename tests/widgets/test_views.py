@@ -413,10 +413,19 @@ def test_large_maps_are_drawn_by_jupyter_scatter_with_the_same_colours_and_event
     assert state.selected_class == snap.center_classes[(n + 2 - n) // snap.centers.shape[1]]
     view.canvas.widget.selection = np.array([1, 2, 4])
     assert state.selection == [int(rows[i]) for i in (1, 2, 4)]
+    colour_table = list(view.canvas.widget.color)
     state.epoch = 1
     moved = np.asarray(view.canvas.widget.points)
     assert not np.array_equal(moved[:n, :2], points[:n, :2])
+    # the looks are held from the first draw (centers faint or not): the switch sends positions, not a new colour table
+    assert list(view.canvas.widget.color) == colour_table
+    marker, opacity = plotly_view._colours(state.snapshot(), rows)
+    table = np.asarray(view.canvas.widget.color)[moved[:n, 2].astype(int)]
+    assert [f"#{int(round(r * 255)):02x}{int(round(g * 255)):02x}{int(round(b * 255)):02x}" for r, g, b, _ in table] == \
+        list(map_view._scale_lookup(np.asarray(marker["color"]), marker["colorscale"], marker["cmin"], marker["cmax"]))
+    np.testing.assert_allclose(table[:, 3], opacity)
     assert "Drawn by jupyter-scatter" in view.caption.value
+    assert "are faint" in view.caption.value and "hollow" not in view.caption.value  # the canvas has no hollow symbols
     # one frame for every epoch: the map's coordinates map to the canvas by the same scale as before (or a larger one)
     later = state.layout().points[rows]
     scale_before = np.ptp(points[:n, 0]) / np.ptp(xy[:, 0])
