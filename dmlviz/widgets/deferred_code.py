@@ -21,6 +21,11 @@ wait for it, so the 100,000-point explorer draws its points first and its plotly
 follow (benchmarks/bench_map_scale.py --against measures the two orders side by side). The
 wait ends at the latest AFTER_LIMIT_MS after it began (a canvas never shown, a hidden tab),
 and the page's performance timeline says when it began and how it ended.
+
+jupyter-scatter views (``_dmlviz_drawn_when="regl-scatterplot"``): the page's one shared
+jupyter-scatter renderer is kept as large as the largest view it draws, not as large as the
+window (``fitSharedRenderer``). Without a GPU every frame costs in proportion to that renderer's
+pixels; the views' pixels stay the same.
 """
 
 from __future__ import annotations
@@ -72,6 +77,37 @@ function after(keys, key) {
   });
 }
 const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+// jupyter-scatter draws every view on the page with one WebGL renderer (window.jupyterScatter.renderer)
+// whose canvas is as large as the browser window, and copies each view's part out of it. Without a GPU
+// (SwiftShader) each frame costs in proportion to that canvas's pixels. Here the renderer is kept as
+// large as the largest view it has drawn that is still on the page (any jupyter-scatter view, not only
+// dmlviz's), and no larger: the same pixels, a third of the work for a 728x520 map in a 1400x1000 window.
+// Nothing is changed when the renderer is not the object this expects.
+function fitSharedRenderer() {
+  const renderer = globalThis.jupyterScatter?.renderer;
+  if (!renderer || renderer.__dmlvizFitted || !renderer.canvas
+      || !["render", "resize", "refresh"].every((name) => typeof renderer[name] === "function")) return;
+  renderer.__dmlvizFitted = true;
+  const targets = new Set();
+  const render = renderer.render;
+  renderer.render = (draw, target) => {
+    if (target) targets.add(target);
+    let width = 0;
+    let height = 0;
+    for (const t of [...targets]) {
+      if (!t.isConnected) { targets.delete(t); continue; }
+      width = Math.max(width, t.width);
+      height = Math.max(height, t.height);
+    }
+    const canvas = renderer.canvas;
+    if (width > 0 && height > 0 && (canvas.width !== width || canvas.height !== height)) {
+      const ratio = window.devicePixelRatio || 1;
+      renderer.resize((width + 0.5) / ratio, (height + 0.5) / ratio);  // its canvas: exactly width x height pixels
+      renderer.refresh();
+    }
+    return render(draw, target);
+  };
+}
 // When a view has been drawn: two animation frames after its render; for a jupyter-scatter view
 // (`_dmlviz_drawn_when` "regl-scatterplot"), once the regl-scatterplot on its container (`api`)
 // reports its points drawn: its render returns before it has even made the scatterplot.
@@ -105,6 +141,7 @@ export default () => {
     },
     async render(context) {
       const cleanup = await (await widget).render(context);
+      if (context.model.get("_dmlviz_drawn_when") === "regl-scatterplot") fitSharedRenderer();
       if (!counted) {
         counted = true;
         drawn(context.el, context.model.get("_dmlviz_drawn_when")).then(() => count(key, "drawn"));
