@@ -149,6 +149,8 @@ def main() -> None:
             tree = Path(scratch) / "against"
             subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", str(tree), args.against], check=True)
             arms["against"] = str(tree)
+            against_rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", args.against],  # a commit, not HEAD
+                                         check=True, capture_output=True, text=True).stdout.strip()
         loads: dict[str, list[dict]] = {arm: [] for arm in arms}
         servers = {arm: serve(runs_dir, env={"PYTHONPATH": code} if code else None) for arm, code in arms.items()}  # dmlviz from that checkout
         try:
@@ -182,10 +184,12 @@ def main() -> None:
     name = "map_scale.json"
     if args.against:
         against = _summary(loads["against"])
-        results = {"points": args.points, "against": args.against, "this": {**_summary(loads["this"]), "raw": loads["this"]},
+        results = {"points": args.points, "against": against_rev, "this": {**_summary(loads["this"]), "raw": loads["this"]},
                    "against_code": {**against, "raw": loads["against"]},
-                   "load_ratio_this_over_against": results["load_s_median"] / against["load_s_median"]}
-        print(f"against {args.against}: page → points {against['load_s_median']:.2f} s; ratio {results['load_ratio_this_over_against']:.2f}")
+                   "load_ratio_this_over_against": results["load_s_median"] / against["load_s_median"],
+                   "epoch_switch_ratio_this_over_against": results["epoch_switch_s_median"] / against["epoch_switch_s_median"]}
+        print(f"against {against_rev}: page → points {against['load_s_median']:.2f} s (ratio {results['load_ratio_this_over_against']:.2f}), "
+              f"epoch switch {against['epoch_switch_s_median']:.3f} s (ratio {results['epoch_switch_ratio_this_over_against']:.2f})")
         name = "map_scale_against.json"
     (Path(__file__).parent / "results" / name).write_text(json.dumps(results, indent=2) + "\n")
 
