@@ -33,7 +33,7 @@ class DistanceView(widgets.VBox):
 
     def __init__(self, state: ExplorerState, max_points: int = MAX_POINTS, bins: int = 60) -> None:
         self.state, self.max_points, self.bins = state, max_points, bins
-        self._cache: dict[tuple[int, str], dict[str, Any]] = {}
+        self._cache: dict[tuple[str, int, str], dict[str, Any]] = {}
         self._level_cache: dict[int, np.ndarray] = {}
         self._scores: dict[tuple[int, str], tuple[float, float]] = {}
         self.summary = widgets.HTML()
@@ -57,7 +57,7 @@ class DistanceView(widgets.VBox):
         self.figure: Any = figure
         state.observe(lambda c: self._reset(), ["run"])
         state.observe(lambda c: self.refresh(), ["epochs", "split"])
-        state.observe(after_the_map(self.refresh), "epoch")
+        state.observe(after_the_map(self.refresh, self._prepare), "epoch")
         self.refresh()  # the first frame goes into the figure the widget is made from (see figure.py)
         self.figure = FigureWidget(figure)
         resync_on_render(self.figure, self.refresh)
@@ -79,9 +79,9 @@ class DistanceView(widgets.VBox):
     def distances(self, epoch: int, split: str | None = None) -> dict[str, Any]:
         """{positive, negative, units, levels, mean, std, rows} of one epoch on the probe rows of ``split``."""
         split = self.state.split if split is None else split
-        key = (int(epoch), split)
+        run = self.state.run
+        key = (str(run.path) if run is not None else "", int(epoch), split)  # the run too: a worker may prepare it (after_the_map)
         if key not in self._cache:
-            run = self.state.run
             snap = self.state.snapshot(epoch)
             mask = None if split == "all" else snap.split == split
             rows = sample_rows(snap.labels, mask, self.max_points, seed=0)
@@ -91,10 +91,12 @@ class DistanceView(widgets.VBox):
                 extra = run.arrays(epoch, "mdr_levels", "mdr_running_mean", "mdr_running_std")
                 levels, mean, std = extra["mdr_levels"], float(extra["mdr_running_mean"]), float(extra["mdr_running_std"])
             pairs = pair_distances(x, snap.labels[rows], running_mean=mean, running_std=std)
+            found = dict(positive=pairs.positive, negative=pairs.negative, units=pairs.units, levels=levels, mean=mean, std=std, rows=len(rows))
+            if self.state.run is not run:  # the run changed meanwhile: answer, keep nothing
+                return found
             while len(self._cache) >= KEPT:  # up to 2 M distances each: keep a few epochs, not all of them
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = dict(positive=pairs.positive, negative=pairs.negative, units=pairs.units, levels=levels,
-                                    mean=mean, std=std, rows=len(rows))
+                self._cache.pop(next(iter(self._cache)), None)
+            self._cache[key] = found
         return self._cache[key]
 
     def _levels(self, epoch: int) -> np.ndarray:
@@ -105,12 +107,20 @@ class DistanceView(widgets.VBox):
 
     def scores(self, epoch: int, split: str | None = None) -> tuple[float, float]:
         """(overlap of the two histograms, separation AUC) at ``epoch`` (two numbers kept per epoch and split)."""
-        key = (int(epoch), self.state.split if split is None else split)
+        run = self.state.run
+        key = (str(run.path) if run is not None else "", int(epoch), self.state.split if split is None else split)
         if key not in self._scores:
             d = self.distances(epoch, split)
             bins = shared_bins(d["positive"], d["negative"], count=self.bins)
             self._scores[key] = (histogram_overlap(d["positive"], d["negative"], bins), separation_auc(d["positive"], d["negative"]))
         return self._scores[key]
+
+    def _prepare(self) -> None:
+        """The current epoch's distances and scores (and the first epoch's), computed ahead in a worker thread (after_the_map)."""
+        state = self.state
+        if state.run is not None and state.epochs:
+            self.scores(state.epoch)
+            self.scores(state.epochs[0])
 
     def refresh(self) -> None:
         """Redraw for the state's epoch and split."""

@@ -28,7 +28,9 @@ class NeighborsView(widgets.VBox):
         self.k.observe(lambda c: self.refresh(), "value")
         self.worst.observe(self._on_worst, "value")
         state.observe(lambda c: self.refresh(), ["selected_sample", "epoch"])
-        state.observe(after_the_map(self.refresh_worst), ["epoch", "run"])
+        self._worst: dict[tuple[str, int], list[tuple[float, int, int]]] = {}
+        state.observe(lambda c: self._worst.clear(), "run")  # a run written again into its folder is another run
+        state.observe(after_the_map(self.refresh_worst, self._prepare_worst), ["epoch", "run"])
         help_text = widgets.HTML(
             '<div style="color:#555;font-size:12px">Click a point on the map. Its nearest neighbours are found in the '
             "full embedding space (cosine), among samples of the same split, so they need not be near it in 2-D.</div>"
@@ -36,7 +38,7 @@ class NeighborsView(widgets.VBox):
         super().__init__([help_text, self.k, self.query, self.results, widgets.HTML("<b>Worst queries</b> (test samples whose nearest neighbour is of another class, most confident first)"), self.worst])
         self.add_class("dmlviz-neighbors")
         self.refresh()
-        after_the_map(self.refresh_worst)()  # in a kernel, after the map's first frame has gone out
+        after_the_map(self.refresh_worst, self._prepare_worst)()  # in a kernel, after the map's first frame has gone out
 
     def _tile(self, snap: Any, row: int, caption: str, border: str | None) -> str:
         colour = palette(len(snap.class_names))[snap.labels[row]]
@@ -66,6 +68,38 @@ class NeighborsView(widgets.VBox):
         self.results.value = gallery(tiles)
         state.highlighted = [int(r) for r in rows]
 
+    def worst_queries(self, epoch: int | None = None) -> list[tuple[float, int, int]]:
+        """(cosine, query row, its nearest row) for test queries whose nearest neighbour is of another class, most confident first.
+
+        At most ``worst_count``; queries are up to 2,000 test rows (a fixed sample); kept per run and epoch.
+        """
+        state = self.state
+        epoch = state.epoch if epoch is None else int(epoch)
+        run = state.run
+        key = (str(run.path), epoch)
+        if key not in self._worst:
+            snap = state.snapshot(epoch)
+            queries = np.flatnonzero(snap.split == "test")
+            if not len(queries):
+                queries = np.arange(len(snap))
+            if len(queries) > 2000:
+                queries = np.sort(np.random.default_rng(0).choice(queries, size=2000, replace=False))
+            nn, sims = state.top1(queries, epoch)
+            wrong = snap.labels[nn] != snap.labels[queries]
+            order = np.argsort(-sims[wrong], kind="stable")[: self.worst_count]
+            found = [(float(sims[wrong][i]), int(queries[wrong][i]), int(nn[wrong][i])) for i in order]
+            if state.run is not run:  # the run changed meanwhile (a worker prepares this, see after_the_map): keep nothing
+                return found
+            while len(self._worst) >= 32:
+                self._worst.pop(next(iter(self._worst)), None)
+            self._worst[key] = found
+        return self._worst[key]
+
+    def _prepare_worst(self) -> None:
+        """The worst queries of the current epoch, computed ahead (in a worker thread, see after_the_map)."""
+        if self.state.run is not None and self.state.epochs:
+            self.worst_queries()
+
     def refresh_worst(self) -> None:
         """Fill the worst-queries list for the current epoch."""
         state = self.state
@@ -73,19 +107,9 @@ class NeighborsView(widgets.VBox):
             self.worst.options = []
             return
         snap = state.snapshot()
-        queries = np.flatnonzero(snap.split == "test")
-        if not len(queries):
-            queries = np.arange(len(snap))
-        if len(queries) > 2000:
-            queries = np.sort(np.random.default_rng(0).choice(queries, size=2000, replace=False))
-        nn, sims = state.top1(queries)
-        wrong = snap.labels[nn] != snap.labels[queries]
-        order = np.argsort(-sims[wrong], kind="stable")[: self.worst_count]
-        scored = [(float(sims[wrong][i]), int(queries[wrong][i]), int(nn[wrong][i])) for i in order]
-        options = []
         names = snap.class_names
-        for sim, q, nn in scored[: self.worst_count]:
-            options.append((f"#{snap.ids[q]} {names[snap.labels[q]]} → nearest is {names[snap.labels[nn]]} (cos {sim:.2f})", q))
+        options = [(f"#{snap.ids[q]} {names[snap.labels[q]]} → nearest is {names[snap.labels[nn]]} (cos {sim:.2f})", q)
+                   for sim, q, nn in self.worst_queries()]
         self.worst.unobserve(self._on_worst, "value")
         self.worst.options = options
         self.worst.value = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import traitlets
@@ -198,25 +198,58 @@ def _top1(snap: Snapshot, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 SECONDARY_DELAY = 0.5
 
 
-def after_the_map(update: Any) -> Any:
+def after_the_map(update: Callable[[], None], prepare: Callable[[], Any] | None = None) -> Callable[..., None]:
     """An observer that runs ``update()`` a moment after the current message, when a kernel's event loop runs.
 
     When the epoch changes, the map's new points go to the browser first; the views beside it
     (neighbours' worst queries, the merge timeline's and metrics' epoch marks) follow
     ``SECONDARY_DELAY`` s later, so their redraws do not hold back the map's next frame
     (measured on 100,000 points in headless Chromium: epoch switch 0.75 s at once, 0.65 s with
-    0.15 s, 0.53 s with 0.5 s; benchmarks/bench_map_scale.py). Outside a Jupyter kernel with a
-    running event loop (scripts, tests) ``update()`` runs at once.
+    0.15 s, 0.53 s with 0.5 s; benchmarks/bench_map_scale.py).
+
+    ``prepare()``, if given, is the update's heavy part that touches no widget (nearest neighbours,
+    distances: it fills the view's caches); it runs in a worker thread first, so the kernel keeps
+    answering the page meanwhile (the next epoch switch is not queued behind 0.6 s of nearest
+    neighbours at 100,000 points), and ``update()`` then runs on the kernel's thread. A change
+    that a later one supersedes before its turn is dropped: the later one shows the current state.
+    Outside a Jupyter kernel with a running event loop (scripts, tests) ``update()`` runs at once.
     """
+    latest = [0]
 
     def observer(change: Any = None) -> None:
         loop = kernel_loop()
         if loop is None:
             update()
-        else:
-            loop.call_later(SECONDARY_DELAY, update)
+            return
+        latest[0] += 1
+        mine = latest[0]
+
+        def finish(future: Any = None) -> None:
+            if latest[0] != mine:
+                return
+            if future is not None and future.exception() is not None:  # update() meets it again and reports it
+                logger.warning("preparing a view's update failed: %s", future.exception())
+            update()
+
+        def start() -> None:
+            if latest[0] != mine:
+                return
+            if prepare is None:
+                finish()
+            else:
+                loop.run_in_executor(_view_worker(), prepare).add_done_callback(finish)
+
+        loop.call_later(SECONDARY_DELAY, start)
 
     return observer
+
+
+@functools.lru_cache(maxsize=1)
+def _view_worker() -> Any:
+    """The one thread that prepares views' updates (one at a time, in order)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="dmlviz-views")
 
 
 def kernel_loop() -> Any:

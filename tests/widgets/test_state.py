@@ -1,0 +1,102 @@
+"""The shared state's scheduling: views beside the map update after it, their heavy part in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from dmlviz.widgets import state as state_module
+from dmlviz.widgets.state import after_the_map
+
+
+def test_outside_a_kernel_the_update_runs_at_once():
+    calls = []
+    after_the_map(lambda: calls.append("update"), lambda: calls.append("prepare"))()
+    assert calls == ["update"]  # nothing to keep responsive: no worker, no delay
+
+
+def _in_a_kernel(monkeypatch, body):
+    """Run ``body(loop)`` (a coroutine function) with ``kernel_loop()`` answering that running loop, as in a kernel."""
+    monkeypatch.setattr(state_module, "SECONDARY_DELAY", 0.05)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(state_module, "kernel_loop", lambda: loop)
+        await body(loop)
+
+    asyncio.run(main())
+
+
+def test_in_a_kernel_prepare_runs_in_a_worker_and_the_update_after_it_on_the_kernel_thread(monkeypatch):
+    seen = []
+    main = threading.get_ident()
+
+    async def body(loop):
+        done = asyncio.Event()
+        observer = after_the_map(lambda: (seen.append(("update", threading.get_ident() == main)), done.set()),
+                                 lambda: seen.append(("prepare", threading.get_ident() == main)))
+        observer({"new": 1})
+        assert seen == []  # the map's message goes first
+        await asyncio.wait_for(done.wait(), 10)
+
+    _in_a_kernel(monkeypatch, body)
+    assert seen == [("prepare", False), ("update", True)]
+
+
+def test_in_a_kernel_a_superseded_change_is_dropped(monkeypatch):
+    updates, prepares = [], []
+
+    async def body(loop):
+        observer = after_the_map(lambda: updates.append(1), lambda: prepares.append(1))
+        for epoch in range(5):  # five quick epoch switches (the play button, a held arrow key)
+            observer({"new": epoch})
+        await asyncio.sleep(0.5)
+
+    _in_a_kernel(monkeypatch, body)
+    assert updates == [1] and prepares == [1]  # the last one shows the current state; the others did no work
+
+
+def test_in_a_kernel_a_failed_prepare_still_updates(monkeypatch, caplog):
+    updates = []
+
+    def prepare():
+        raise RuntimeError("no such epoch")
+
+    async def body(loop):
+        after_the_map(lambda: updates.append(1), prepare)({"new": 1})
+        await asyncio.sleep(0.5)
+
+    with caplog.at_level("WARNING"):
+        _in_a_kernel(monkeypatch, body)
+    assert updates == [1]  # the update meets the error itself and shows it where the view shows errors
+    assert "no such epoch" in caplog.text
+
+
+@pytest.mark.parametrize("view", ["neighbors", "distances"])
+def test_views_prepare_what_their_update_reads(small_run, monkeypatch, view):
+    """The worker's part fills the caches the update reads: after it, the update computes no neighbours or distances."""
+    from dmlviz.widgets import distance_view
+    from dmlviz.widgets.distance_view import DistanceView
+    from dmlviz.widgets.neighbors_view import NeighborsView
+    from dmlviz.widgets.state import ExplorerState
+
+    state = ExplorerState(small_run)
+    widget = NeighborsView(state) if view == "neighbors" else DistanceView(state)
+    module, name = (state_module, "_knn_in_pool") if view == "neighbors" else (distance_view, "pair_distances")
+    heavy, calls = getattr(module, name), []
+    monkeypatch.setattr(module, name, lambda *a, **k: (calls.append(1), heavy(*a, **k))[1])
+    target = state.epochs[1]  # neither the first epoch (the distances' baseline) nor the current one: not computed yet
+    assert len(state.epochs) > 2 and state.epoch != target
+    # a kernel whose loop never gets round to the scheduled update: the switch itself computes nothing for these views
+    monkeypatch.setattr(state_module, "kernel_loop", lambda: type("Loop", (), {"call_later": lambda self, *a: None})())
+    state.epoch = target
+    assert calls == []
+    (widget._prepare_worst if view == "neighbors" else widget._prepare)()
+    assert calls  # the worker's part did the work
+    calls.clear()
+    (widget.refresh_worst if view == "neighbors" else widget.refresh)()
+    assert calls == []
+    if view == "neighbors":
+        assert widget.worst.options and all(" → nearest is " in label for label, _ in widget.worst.options)
