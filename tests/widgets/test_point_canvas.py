@@ -51,6 +51,22 @@ def test_the_table_starts_afresh_when_most_of_it_is_no_longer_used():
         codes = table.codes(np.array([f"#{shade:02x}0000"]), np.array([1.0]))
         assert table.colours[codes[0]] == _rgba(f"#{shade:02x}0000", 1.0)
     assert len(table.colours) <= 2 * 64
+    # one draw of 200 looks, then a draw of one of them: afresh, and the table's version says it changed
+    many = np.array([f"#00{shade:02x}00" for shade in range(200)])
+    table.codes(many, np.ones(200))
+    version = table.version
+    codes = table.codes(many[:1], np.ones(1))
+    assert table.version > version and table.colours == [_rgba("#000000", 1.0)] and codes.tolist() == [0]
+
+
+def test_the_version_changes_exactly_when_the_table_does():
+    table = LookTable()
+    table.codes(np.array(["#ff0000"]), np.array([1.0]))
+    version = table.version
+    table.codes(np.array(["#ff0000", "#ff0000"]), np.array([1.0, 1.0]))
+    assert table.version == version
+    table.codes(np.array(["#ff0000"]), np.array([0.5]))
+    assert table.version > version
 
 
 def test_no_points_give_no_codes():
