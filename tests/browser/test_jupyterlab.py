@@ -178,6 +178,10 @@ def test_a_large_map_in_jupyterlab(page, page_log, lab, shot):
     print(line)
     shot(page, "jupyterlab-large-map")
     assert page.locator(".jp-OutputArea-output .dmlviz-point-count").inner_text() == "25,000 points"
+    # jupyter-scatter's shared renderer is sized to the map's canvas here too, not to JupyterLab's window (deferred_code.py)
+    sizes = page.evaluate("""() => { const r = window.jupyterScatter.renderer.canvas; const c = document.querySelector('.jp-OutputArea-output .dmlviz-point-canvas canvas');
+        return { renderer: [r.width, r.height], canvas: [c.width, c.height], window: [innerWidth * devicePixelRatio, innerHeight * devicePixelRatio] }; }""")
+    assert sizes["renderer"] == sizes["canvas"] and sizes["renderer"][0] < sizes["window"][0], sizes
     assert page_log.external == [] and page_log.errors == []
 
 
