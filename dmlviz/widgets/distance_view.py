@@ -35,7 +35,7 @@ class DistanceView(widgets.VBox):
         self.state, self.max_points, self.bins = state, max_points, bins
         self._cache: dict[tuple[str, int, str], dict[str, Any]] = {}
         self._level_cache: dict[int, np.ndarray] = {}
-        self._scores: dict[tuple[str, int, str], tuple[float, float]] = {}
+        self._scores: dict[tuple[int, str], tuple[float, float]] = {}
         self.summary = widgets.HTML()
         self.summary.add_class("dmlviz-distance-summary")
         self.how = widgets.HTML()
@@ -58,10 +58,7 @@ class DistanceView(widgets.VBox):
         state.observe(lambda c: self._reset(), ["run"])
         state.observe(lambda c: self.refresh(), ["epochs", "split"])
         state.observe(after_the_map(self.refresh, self._prepare), "epoch")
-        # Outside a kernel the first frame goes into the figure the widget is made from (see figure.py). In a kernel
-        # the histograms (0.6 s at 100,000 probe samples) come after the page is up: this tab is not the one shown
-        # first, and the figure's first draw in the page asks for the current data anyway (resync_on_render).
-        after_the_map(self.refresh, self._prepare)()
+        self.refresh()  # the first frame goes into the figure the widget is made from (see figure.py)
         self.figure = FigureWidget(figure)
         resync_on_render(self.figure, self.refresh)
         super().__init__([plotly_code(), self.summary, self.figure, self.how])
