@@ -100,7 +100,7 @@ function fitSharedRenderer() {
       height = Math.max(height, t.height);
     }
     const canvas = renderer.canvas;
-    if (width > 0 && height > 0 && (canvas.width !== width || canvas.height !== height)) {
+    if (canvas && width > 0 && height > 0 && (canvas.width !== width || canvas.height !== height)) {
       const ratio = window.devicePixelRatio || 1;
       renderer.resize((width + 0.5) / ratio, (height + 0.5) / ratio);  // its canvas: exactly width x height pixels
       renderer.refresh();
