@@ -35,7 +35,7 @@ class DistanceView(widgets.VBox):
         self.state, self.max_points, self.bins = state, max_points, bins
         self._cache: dict[tuple[str, int, str], dict[str, Any]] = {}
         self._level_cache: dict[int, np.ndarray] = {}
-        self._scores: dict[tuple[int, str], tuple[float, float]] = {}
+        self._scores: dict[tuple[str, int, str], tuple[float, float]] = {}
         self.summary = widgets.HTML()
         self.summary.add_class("dmlviz-distance-summary")
         self.how = widgets.HTML()
