@@ -81,7 +81,7 @@ const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
 // whose canvas is as large as the browser window, and copies each view's part out of it. Without a GPU
 // (SwiftShader) each frame costs in proportion to that canvas's pixels. Here the renderer is kept as
 // large as the largest view it has drawn that is still on the page (any jupyter-scatter view, not only
-// dmlviz's), and no larger: the same pixels, a third of the work for a 728x520 map in a 1400x1000 window.
+// dmlviz's), and no larger: the same pixels; a 728x520 map in a 1400x1000 window clears and copies a quarter as many.
 // Nothing is changed when the renderer is not the object this expects.
 function fitSharedRenderer() {
   const renderer = globalThis.jupyterScatter?.renderer;
