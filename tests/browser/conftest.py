@@ -305,3 +305,12 @@ def figures_fit(page, plots: str, container: str = ".dmlviz-map", seconds: float
         page.wait_for_timeout(100)
         widths = page.evaluate(measure, [plots, container])
     return first, widths, time.monotonic() - started
+
+
+def assert_renderer_fits(page, canvas: str) -> None:
+    """jupyter-scatter's shared renderer is exactly as large as the map's ``canvas`` (a selector), not the window
+    (widgets/deferred_code.py, ``fitSharedRenderer``)."""
+    sizes = page.evaluate("""(selector) => { const r = window.jupyterScatter.renderer.canvas; const c = document.querySelector(selector);
+        return { renderer: [r.width, r.height], canvas: [c.width, c.height], window: [innerWidth * devicePixelRatio, innerHeight * devicePixelRatio] }; }""",
+                          canvas)
+    assert sizes["renderer"] == sizes["canvas"] and sizes["renderer"][0] < sizes["window"][0], sizes

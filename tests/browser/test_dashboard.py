@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from conftest import check_distances, figures_fit
+from conftest import assert_renderer_fits, check_distances, figures_fit
 
 from dmlviz.widgets.deferred_code import AFTER_LIMIT_MS
 
@@ -398,9 +398,7 @@ def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
     assert page.locator(PLOT).count() == 0  # the plotly figure is not on the page
     assert "Drawn by jupyter-scatter" in page.locator(".dmlviz-map-caption").inner_text()
     # jupyter-scatter's shared renderer is as large as the map's canvas, not the window (deferred_code.fitSharedRenderer)
-    sizes = page.evaluate("""() => { const r = window.jupyterScatter.renderer.canvas; const c = document.querySelector('.dmlviz-point-canvas canvas');
-        return { renderer: [r.width, r.height], canvas: [c.width, c.height], window: [innerWidth * devicePixelRatio, innerHeight * devicePixelRatio] }; }""")
-    assert sizes["renderer"] == sizes["canvas"] and sizes["renderer"][0] < sizes["window"][0], sizes
+    assert_renderer_fits(page, ".dmlviz-point-canvas canvas")
     shot(page, "explorer-large-map")
     # plotly's module (one long task to evaluate) is imported only once the canvas has drawn its points,
     # and the plotly figures beside the map are drawn after it (widgets/deferred_code.py)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import check_distances, figures_fit, stop_process
+from conftest import assert_renderer_fits, check_distances, figures_fit, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -179,9 +179,7 @@ def test_a_large_map_in_jupyterlab(page, page_log, lab, shot):
     shot(page, "jupyterlab-large-map")
     assert page.locator(".jp-OutputArea-output .dmlviz-point-count").inner_text() == "25,000 points"
     # jupyter-scatter's shared renderer is sized to the map's canvas here too, not to JupyterLab's window (deferred_code.py)
-    sizes = page.evaluate("""() => { const r = window.jupyterScatter.renderer.canvas; const c = document.querySelector('.jp-OutputArea-output .dmlviz-point-canvas canvas');
-        return { renderer: [r.width, r.height], canvas: [c.width, c.height], window: [innerWidth * devicePixelRatio, innerHeight * devicePixelRatio] }; }""")
-    assert sizes["renderer"] == sizes["canvas"] and sizes["renderer"][0] < sizes["window"][0], sizes
+    assert_renderer_fits(page, ".jp-OutputArea-output .dmlviz-point-canvas canvas")
     assert page_log.external == [] and page_log.errors == []
 
 
