@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..eval.distances import MAX_POINTS, histogram_overlap, measured, pair_distances, sample_rows, separation_auc, shared_bins
+from ..eval.distances import MAX_POINTS, histogram_counts, histogram_overlap, measured, pair_distances, sample_rows, separation_auc, shared_bins
 from .figure import FigureWidget, plotly_code, resync_on_render
 from .state import ExplorerState, after_the_map
 
@@ -133,7 +133,7 @@ class DistanceView(widgets.VBox):
         pos, neg = d["positive"], d["negative"]
         bins = shared_bins(pos, neg, *( [np.asarray(d["levels"])] if d["levels"] is not None else []), count=self.bins)
         centres = 0.5 * (bins[1:] + bins[:-1])
-        fractions = [np.histogram(v, bins=bins)[0] / max(len(v), 1) for v in (pos, neg)]
+        fractions = [histogram_counts(v, bins) / max(len(v), 1) for v in (pos, neg)]
         overlap, auc = self.scores(epoch)
         overlap0, auc0 = self.scores(first)
         path_x: list[float | None] = []

@@ -4,17 +4,31 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dmlviz.eval.distances import histogram_overlap, measured, pair_distances, sample_rows, separation_auc, shared_bins
+from dmlviz.eval.distances import histogram_counts, histogram_overlap, measured, pair_distances, sample_rows, separation_auc, shared_bins
 
 
-def test_separation_auc_equals_the_roc_auc_of_closeness():
+@pytest.mark.parametrize("n_pos, n_neg", [(500, 900), (900, 500)])  # either of the two is the one sorted
+def test_separation_auc_equals_the_roc_auc_of_closeness(n_pos, n_neg):
     rng = np.random.default_rng(0)
-    pos, neg = rng.normal(0.8, 0.2, 500), rng.normal(1.2, 0.3, 900)
+    pos, neg = rng.normal(0.8, 0.2, n_pos), rng.normal(1.2, 0.3, n_neg)
     pos[:20] = neg[:20]  # ties count half
-    expected = roc_auc_score(np.r_[np.ones(500), np.zeros(900)], -np.r_[pos, neg])
+    pos[20:30] = pos[0]  # and ties within one side
+    expected = roc_auc_score(np.r_[np.ones(n_pos), np.zeros(n_neg)], -np.r_[pos, neg])
     assert separation_auc(pos, neg) == pytest.approx(expected, abs=1e-12)
     assert separation_auc(pos, pos) == pytest.approx(0.5)
     assert np.isnan(separation_auc(pos, np.array([])))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 5000])
+def test_histogram_counts_are_numpys_counts_also_on_the_edges(n):
+    rng = np.random.default_rng(n)
+    values = rng.gamma(2.0, 0.3, n)
+    bins = shared_bins(values, count=60)
+    values = np.r_[values, bins, bins[0] - 1.0, bins[-1] + 1.0, np.nextafter(bins[3], -np.inf), np.nextafter(bins[3], np.inf)]
+    assert np.array_equal(histogram_counts(values, bins), np.histogram(values, bins=bins)[0])
+    uneven = np.array([0.0, 0.1, 0.5, 2.0])  # not equal widths: numpy's general path
+    assert np.array_equal(histogram_counts(values, uneven), np.histogram(values, bins=uneven)[0])
+    assert histogram_counts(values, bins).sum() == len(values) - 2  # the two outside the edges are not counted
 
 
 def test_overlap_is_one_for_the_same_distribution_and_zero_apart():
