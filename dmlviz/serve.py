@@ -99,13 +99,26 @@ def voila_command(port: int, host: str = "127.0.0.1", preheat: bool = True, runs
     return command
 
 
+#: the environment variable that tells a kernel where to write module files (read by widgets/deferred_code.py, which
+#: names it too: importing the widgets here would make `dmlviz serve` import plotly; a test checks the two agree)
+MODULES_ENV = "DMLVIZ_MODULES_DIR"
+
+
+def modules_dir() -> Path:
+    """The folder whose ``voila/templates/dmlviz/static/modules`` the server serves big front-end modules from (widgets/deferred_code.py)."""
+    return Path.home() / ".cache" / "dmlviz" / "served"
+
+
 def serve_env(runs_dir: str | os.PathLike, token: str | None = None) -> dict[str, str]:
     """Environment for the Voila server and its kernels: where the runs are, a persistent numba cache,
-    dmlviz's Voila template on the Jupyter path, and the login token (if any)."""
+    dmlviz's Voila template on the Jupyter path, the folder of module files its kernels write and it
+    serves (``DMLVIZ_MODULES_DIR``, also on the Jupyter path), and the login token (if any)."""
     env = dict(os.environ)
     env["DMLVIZ_RUNS_DIR"] = str(Path(runs_dir).resolve())
     env.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "dmlviz" / "numba"))
-    env["JUPYTER_PATH"] = os.pathsep.join([str(SHARE)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p])
+    env.setdefault(MODULES_ENV, str(modules_dir()))
+    extra = [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p and p not in (str(SHARE), env[MODULES_ENV])]
+    env["JUPYTER_PATH"] = os.pathsep.join([str(SHARE), env[MODULES_ENV], *extra])
     env.pop("JUPYTER_TOKEN", None)
     if token:
         env["JUPYTER_TOKEN"] = token

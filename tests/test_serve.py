@@ -93,3 +93,17 @@ def test_the_comparison_address_names_its_runs():
 
     assert dashboard_url("127.0.0.1", 8866, "compare.ipynb", runs=["g-softmax", "g-triplet+mdr"]) == \
         "http://127.0.0.1:8866/voila/render/compare.ipynb?runs=g-softmax,g-triplet%2Bmdr"
+
+
+def test_the_servers_kernels_write_modules_where_it_serves_them(tmp_path, monkeypatch):
+    from dmlviz.serve import MODULES_ENV, modules_dir
+
+    monkeypatch.delenv(MODULES_ENV, raising=False)
+    env = serve_env(tmp_path)
+    assert env[MODULES_ENV] == str(modules_dir())
+    assert env["JUPYTER_PATH"].split(":")[:2] == [str(SHARE), str(modules_dir())]  # Voila's template files come from both
+    monkeypatch.setenv(MODULES_ENV, str(tmp_path / "mine"))
+    monkeypatch.setenv("JUPYTER_PATH", f"/elsewhere:{tmp_path / 'mine'}")
+    env = serve_env(tmp_path)
+    assert env[MODULES_ENV] == str(tmp_path / "mine")
+    assert env["JUPYTER_PATH"].split(":") == [str(SHARE), str(tmp_path / "mine"), "/elsewhere"]

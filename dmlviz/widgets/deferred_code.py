@@ -32,19 +32,52 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
 
 import traitlets
+
+logger = logging.getLogger(__name__)
 
 #: the longest a module waits for the widgets it is to follow (``_dmlviz_code_after``) to be drawn
 AFTER_LIMIT_MS = 5000
 
 DEFERRED_ESM = r"""
 const shared = (globalThis.__dmlvizDeferred ??= { modules: new Map(), counts: new Map(), waiting: new Set() });
-function load(code, key) {
+function fromText(code) {
+  const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
+  return import(url).finally(() => URL.revokeObjectURL(url));
+}
+// The module's text: from the model's state, or (when the state carries a file's address instead)
+// asked of the kernel, which then sets it.
+function text(model) {
+  if (model.get("_dmlviz_code")) return Promise.resolve(model.get("_dmlviz_code"));
+  return new Promise((resolve) => {
+    model.on("change:_dmlviz_code", () => { if (model.get("_dmlviz_code")) resolve(model.get("_dmlviz_code")); });
+    model.send({ type: "dmlviz-code" });
+  });
+}
+function serverBase() {
+  try {
+    const config = JSON.parse(document.getElementById("jupyter-config-data")?.textContent || "{}");
+    return new URL(config.baseUrl || "/", location.href);
+  } catch (error) {
+    return new URL("/", location.href);
+  }
+}
+function load(model, key) {
   if (!shared.modules.has(key)) {
     performance.mark(`dmlviz:import ${key}`);
-    const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
-    shared.modules.set(key, import(url).finally(() => { URL.revokeObjectURL(url); performance.mark(`dmlviz:imported ${key}`); }));
+    const file = model.get("_dmlviz_code_url");
+    const loading = file
+      ? import(new URL(file, serverBase()).href).catch((error) => {
+          console.warn("[dmlviz] a front-end module's file did not load; asking the kernel for its text", error);
+          return text(model).then(fromText);
+        })
+      : text(model).then(fromText);
+    shared.modules.set(key, loading.finally(() => performance.mark(`dmlviz:imported ${key}`)));
   }
   return shared.modules.get(key);
 }
@@ -132,7 +165,7 @@ export default () => {
       key = model.get("_dmlviz_code_key");
       count(key, "made");
       // not awaited: anywidget rejects a model whose initialize takes more than 2 s
-      widget = after(model.get("_dmlviz_code_after"), key).then(() => load(model.get("_dmlviz_code"), key)).then(async (module) => {
+      widget = after(model.get("_dmlviz_code_after"), key).then(() => load(model, key)).then(async (module) => {
         const made = typeof module.default === "function" ? await module.default() : module.default;
         if (made.initialize) await made.initialize({ model });
         return made;
@@ -154,14 +187,27 @@ export default () => {
 
 
 class DeferredCode(traitlets.HasTraits):
-    """Mixin for an anywidget whose ``_esm`` is :data:`DEFERRED_ESM`: the real module's text and its key."""
+    """Mixin for an anywidget whose ``_esm`` is :data:`DEFERRED_ESM`: the real module (its text, or a file's address) and its key."""
 
     _dmlviz_code = traitlets.Unicode("export default { render() {} };").tag(sync=True)
     _dmlviz_code_key = traitlets.Unicode("").tag(sync=True)
+    #: the module's file, relative to the server's base URL ("" = the text travels in ``_dmlviz_code``)
+    _dmlviz_code_url = traitlets.Unicode("").tag(sync=True)
+    #: the module's text, kept in the kernel (not synced) for a page that cannot load the file
+    _dmlviz_code_text = traitlets.Unicode("")
     #: keys of modules whose widgets this module waits to see drawn before it is imported
     _dmlviz_code_after = traitlets.List(traitlets.Unicode()).tag(sync=True)
     #: how the page tells that a view of this widget has been drawn: "" (two frames after its render) or "regl-scatterplot"
     _dmlviz_drawn_when = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_msg(self._dmlviz_send_code)
+
+    def _dmlviz_send_code(self, widget: Any, content: Any, buffers: Any) -> None:
+        """A page that could not load the module's file asks for its text: it comes in ``_dmlviz_code``."""
+        if isinstance(content, dict) and content.get("type") == "dmlviz-code" and self._dmlviz_code_text:
+            self._dmlviz_code = self._dmlviz_code_text
 
     def load_after(self, key: str) -> None:
         """Import this widget's module only once the widgets carrying the module ``key`` are drawn (waiting AFTER_LIMIT_MS at most)."""
@@ -169,7 +215,37 @@ class DeferredCode(traitlets.HasTraits):
             self._dmlviz_code_after = [*self._dmlviz_code_after, key]
 
 
-@functools.lru_cache(maxsize=8)
+#: environment variable naming the folder where a dmlviz server serves modules from (set by ``dmlviz serve``)
+MODULES_ENV = "DMLVIZ_MODULES_DIR"
+#: where, under that folder and under the server's base URL, the module files are
+MODULES_PATH = "voila/templates/dmlviz/static/modules"
+
+
 def deferred(code: str) -> dict[str, str]:
-    """Constructor arguments of a :class:`DeferredCode` widget that carries ``code`` (an ES module's text)."""
-    return {"_dmlviz_code": code, "_dmlviz_code_key": hashlib.sha1(code.encode()).hexdigest()}
+    """Constructor arguments of a :class:`DeferredCode` widget that carries ``code`` (an ES module's text).
+
+    In a kernel of a dmlviz server (``DMLVIZ_MODULES_DIR`` set, see :func:`dmlviz.serve.serve_env`)
+    the module is written once to a file that server serves, named by its hash, and the widget's
+    state carries the file's address instead of the text: the page fetches it (and its browser
+    can keep it) instead of receiving megabytes of text in the widget state. Anywhere else
+    (JupyterLab, another server) the text travels in the state.
+    """
+    return dict(_deferred(code, os.environ.get(MODULES_ENV, "")))
+
+
+@functools.lru_cache(maxsize=8)
+def _deferred(code: str, folder: str) -> tuple[tuple[str, str], ...]:
+    key = hashlib.sha1(code.encode()).hexdigest()
+    if folder:
+        target = Path(folder) / MODULES_PATH / f"{key}.js"
+        try:
+            if not target.is_file() or target.stat().st_size != len(code.encode()):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part = target.with_name(f"{key}.{os.getpid()}.part")
+                part.write_text(code, encoding="utf-8")
+                os.replace(part, target)  # whole or absent: several kernels may write it at once
+            return (("_dmlviz_code", ""), ("_dmlviz_code_key", key), ("_dmlviz_code_url", f"{MODULES_PATH}/{key}.js?v={key[:12]}"),
+                    ("_dmlviz_code_text", code))
+        except OSError as error:
+            logger.warning("could not write a front-end module to %s (%s); its text travels in the widget state", target, error)
+    return (("_dmlviz_code", code), ("_dmlviz_code_key", key), ("_dmlviz_code_text", code))

@@ -16,12 +16,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from dmlviz.serve import MODULES_ENV
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--no-first-run", "--disable-sync", "--enable-unsafe-swiftshader",
 ]
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+#: the folder the test servers' kernels write module files to (dmlviz.serve.modules_dir is the user's cache)
+SERVED_MODULES = OUTPUT.parent / "served-modules"
 
 
 def _free_port() -> int:
@@ -82,7 +86,7 @@ def _serving(runs_dir: Path, *args: str, env: dict | None = None, log_name: str 
     log_path = OUTPUT.parent / f"{log_name}.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "dmlviz.cli", "serve", str(runs_dir), "--port", str(port), *args],
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", MODULES_ENV: str(SERVED_MODULES), **(env or {})})
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_for(base + "/voila/tree", proc, log_path, 120, ok_statuses=(200, 403))

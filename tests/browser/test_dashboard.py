@@ -110,12 +110,33 @@ def test_map_epochs_neighbours_classes_merge(page, page_log, server, browser_run
     assert page_log.errors == []
 
 
+MODULES = "/voila/templates/dmlviz/static/modules/"
+
+
 def test_run_without_images_and_without_centers(page, page_log, server, shot, drawn):
     _open(page, server, "vectors", drawn)
     name = page.evaluate(f"document.querySelector('{PLOT}').data[1].name")
     assert "class means" in name
     shot(page, "explorer-vectors")
     assert page_log.external == [] and page_log.errors == []
+    # plotly's module came as a file the server serves (widgets/deferred_code.py), not in the widget state
+    assert len({url for url in page_log.urls if MODULES in url}) == 1
+
+
+def test_a_module_file_that_does_not_load_is_sent_by_the_kernel(page, page_log, server, drawn):
+    """The page asks the kernel for a module's text when its file does not load (here: the server answers 404)."""
+    refused = []
+
+    def refuse(route):
+        refused.append(route.request.url)
+        route.fulfill(status=404, body="")
+
+    page.route(f"**{MODULES}**", refuse)
+    _open(page, server, "vectors", drawn)
+    assert len(refused) == 1
+    assert _xs(page)  # plotly's figures work: the module came from the kernel
+    assert page_log.external == []
+    assert [e for e in page_log.errors if "404" not in e] == []  # the browser reports the refused file, nothing else
 
 
 @pytest.fixture(scope="module")
@@ -455,6 +476,8 @@ def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
     shot(page, "explorer-large-map-clicked")
     assert page_log.external == [] and page_log.errors == []
     assert not [url for url in page_log.urls if "jupyterlab-plotly" in url]  # the unused extension's 4.8 MB (serve.py)
+    # jupyter-scatter's and plotly's modules came as files the server serves, not in the widget state (deferred_code.py)
+    assert len({url.split("?")[0] for url in page_log.urls if MODULES in url}) == 2
 
 
 COMPARE_PLOT = ".dmlviz-compare .dmlviz-map .js-plotly-plot"

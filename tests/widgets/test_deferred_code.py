@@ -13,7 +13,7 @@ from dmlviz.widgets.figure import _registering_bundle, plotly_code
 
 def test_plotly_code_defers_the_registering_bundle():
     widget = plotly_code()
-    assert widget._esm == DEFERRED_ESM and len(widget._esm) < 6_000  # every deferred widget carries it
+    assert widget._esm == DEFERRED_ESM and len(widget._esm) < 7_000  # every deferred widget carries it (a few of them per page)
     assert widget._dmlviz_code == _registering_bundle()
     assert "globalThis.__dmlvizPlotly" in widget._dmlviz_code
     assert widget._dmlviz_code_key == hashlib.sha1(widget._dmlviz_code.encode()).hexdigest()
@@ -62,3 +62,44 @@ def test_load_after_adds_a_key_once():
     widget.load_after("abc")
     assert widget._dmlviz_code_after == ["abc"]
     widget.close()
+
+
+def test_a_dmlviz_servers_kernel_writes_the_module_to_a_file_and_sends_its_address(tmp_path, monkeypatch):
+    from dmlviz import serve
+    from dmlviz.widgets import deferred_code
+    from dmlviz.widgets.figure import PlotlyCode
+
+    assert serve.MODULES_ENV == deferred_code.MODULES_ENV  # the server sets what the kernels read
+    monkeypatch.setenv(deferred_code.MODULES_ENV, str(tmp_path))
+    code = "export default { render() {} }; // " + "x" * 1000
+    made = deferred(code)
+    key = hashlib.sha1(code.encode()).hexdigest()
+    path = tmp_path / deferred_code.MODULES_PATH / f"{key}.js"
+    assert path.read_text() == code
+    assert made["_dmlviz_code"] == "" and made["_dmlviz_code_key"] == key
+    assert made["_dmlviz_code_url"].split("?")[0] == f"{deferred_code.MODULES_PATH}/{key}.js"
+    assert deferred(code) == made and path.read_text() == code  # once: the same file, the same address
+    # the widget's state carries the address, not the text; a page that cannot load the file asks for it
+    widget = PlotlyCode()
+    bundle = _registering_bundle()
+    state = widget.get_state()
+    assert state["_dmlviz_code"] == "" and "_dmlviz_code_text" not in state
+    assert (tmp_path / state["_dmlviz_code_url"].split("?")[0]).read_text() == bundle
+    widget._dmlviz_send_code(widget, {"type": "tooltip"}, [])  # jupyter-scatter's own messages are left alone
+    assert widget._dmlviz_code == ""
+    widget._dmlviz_send_code(widget, {"type": "dmlviz-code"}, [])
+    assert widget._dmlviz_code == bundle
+
+
+def test_a_folder_that_cannot_be_written_leaves_the_text_in_the_state(tmp_path, monkeypatch, caplog):
+    from dmlviz.widgets import deferred_code
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(deferred_code.MODULES_ENV, str(blocker))
+    with caplog.at_level("WARNING"):
+        made = deferred("export default { a: 1 };")
+    assert made["_dmlviz_code"] == "export default { a: 1 };" and "_dmlviz_code_url" not in made
+    assert "travels in the widget state" in caplog.text
+    monkeypatch.delenv(deferred_code.MODULES_ENV)
+    assert deferred("export default { b: 1 };")["_dmlviz_code"] == "export default { b: 1 };"  # outside a dmlviz server: the text
