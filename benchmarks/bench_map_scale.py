@@ -41,7 +41,7 @@ CANVAS = ".dmlviz-point-canvas canvas"
 # only after it: the screenshot loop can see the points up to that long later than they were
 # drawn. jupyter-scatter copies each frame into the map's 2-D canvas, which the page can read:
 # this script checks it once per animation frame (at most one frame late), with the same
-# criterion as `_drawn` (at least 1% of the pixels not white): `pointsAt`, the page clock
+# criterion as `_drawn` (at least 1% of the pixels not white, seen over the white page): `pointsAt`, the page clock
 # (ms since navigation start) of the first frame that holds points; after `arm()`, `changedAt`,
 # the first frame whose pixels differ from the armed frame's, and `keyAt`, the last key press.
 WATCH = r"""
@@ -53,7 +53,8 @@ WATCH = r"""
     const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
     let inked = 0, seen = 0, hash = 0;
     for (let i = 0; i < data.length; i += 4 * 3) {  // every third pixel
-      const luma = 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
+      const alpha = data[i + 3] / 255;  // as the page shows it: over white (a canvas starts transparent)
+      const luma = alpha * (0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2]) + (1 - alpha) * 255;
       if (luma < 240) inked += 1;
       seen += 1;
       hash = (hash * 31 + data[i] + 7 * data[i + 1] + 13 * data[i + 2] + 17 * data[i + 3]) | 0;
