@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--switches", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="page loads per server before the measured ones (not counted)")
     parser.add_argument("--against", default=None, metavar="REV",
                         help="also serve git revision REV's code (a temporary worktree) and alternate page loads between the two "
                              "(the machine is noisy: a ratio measured in one run); writes map_scale_against.json")
@@ -214,6 +215,12 @@ def main() -> None:
             time.sleep(60 if args.against else 25)  # the preheated kernels import dmlviz
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+                for arm in list(arms) * args.warmup:  # not counted: a run's first page load is the slowest (caches, the fresh browser)
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    result = _measure(page, f"{servers[arm][1]}/voila/render/explorer.ipynb?run={path.name}", 0)
+                    print(f"{arm} (warm-up, not counted): page → points {result['load_s']:.2f} s", flush=True)
+                    page.close()
+                    time.sleep(25)
                 for i in range(args.repeats):
                     for arm in (list(arms) if i % 2 == 0 else list(arms)[::-1]):
                         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -233,7 +240,7 @@ def main() -> None:
                 proc.wait()
             if args.against:
                 subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", arms["against"]], check=False)
-    results = {"points": args.points, "points_drawn": loads["this"][-1]["points_drawn"], **_summary(loads["this"]),
+    results = {"points": args.points, "warmup_loads": args.warmup, "points_drawn": loads["this"][-1]["points_drawn"], **_summary(loads["this"]),
                "goals": {"load_s": 5.0, "epoch_switch_s": 0.5}, "raw": loads["this"]}
     print(f"{args.points:,} points ({results['points_drawn']:,} drawn): page → points {results['load_s_median']:.2f} s "
           f"(on the page {results['points_on_page_s_median']:.2f} s), epoch switch {results['epoch_switch_s_median']:.3f} s "
@@ -242,7 +249,7 @@ def main() -> None:
     name = "map_scale.json"
     if args.against:
         against = _summary(loads["against"])
-        results = {"points": args.points, "against": against_rev, "this": {**_summary(loads["this"]), "raw": loads["this"]},
+        results = {"points": args.points, "warmup_loads": args.warmup, "against": against_rev, "this": {**_summary(loads["this"]), "raw": loads["this"]},
                    "against_code": {**against, "raw": loads["against"]},
                    "load_ratio_this_over_against": results["load_s_median"] / against["load_s_median"],
                    "epoch_switch_ratio_this_over_against": results["epoch_switch_s_median"] / against["epoch_switch_s_median"],

@@ -7,8 +7,12 @@ module (5 MB) and jupyter-scatter's (2 MB) take longer than that to parse on a l
 machine: measured here with two busy processes beside the browser, the page logged the error.
 
 Here the model's ``_esm`` is a few lines whose ``initialize`` returns at once; the real module
-travels in the trait ``_dmlviz_code`` and is imported in the background (once per page for the
-same code, keyed by its hash); ``render`` waits for it. Changes that arrive meanwhile are
+is imported in the background (once per page for the same code, keyed by its hash); ``render``
+waits for it. Under ``dmlviz serve`` the module is a file that server serves (the kernel writes
+it once, named by its hash; the state carries its address, ``_dmlviz_code_url``), so 7 MB of
+module text stay out of the widget state and the browser can keep the files; a page that cannot
+load the file asks the kernel, which then sends the text. Elsewhere (JupyterLab, another
+server) the text travels in the trait ``_dmlviz_code``. Changes that arrive meanwhile are
 applied to the model as usual, and the real module reads them when it renders. A module that
 has its own ``initialize`` gets it called when it has loaded, before its first ``render``.
 
