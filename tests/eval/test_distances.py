@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 from dmlviz.eval.distances import histogram_counts, histogram_overlap, measured, pair_distances, sample_rows, separation_auc, shared_bins
 
 
-@pytest.mark.parametrize("n_pos, n_neg", [(500, 900), (900, 500)])  # either of the two is the one sorted
+@pytest.mark.parametrize("n_pos, n_neg", [(500, 900), (900, 500)])  # fewer positives than negatives, and more
 def test_separation_auc_equals_the_roc_auc_of_closeness(n_pos, n_neg):
     rng = np.random.default_rng(0)
     pos, neg = rng.normal(0.8, 0.2, n_pos), rng.normal(1.2, 0.3, n_neg)
