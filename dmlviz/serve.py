@@ -8,6 +8,7 @@ editable install) serves them from there, an installed wheel from the copy it pu
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -39,6 +40,11 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # with them (widgets/figure.py), and the extension alone makes each page fetch and parse a 4.8 MB
 # chunk holding a second copy of plotly.js.
 UNUSED_EXTENSIONS = '["jupyterlab-plotly"]'
+
+
+#: notebooks never run ahead of a page: bring_your_own.ipynb trains a model and writes its run
+#: (``bring-your-own``, overwritten) into the served folder, which a server must not do on its own.
+NOT_PREHEATED = ("bring_your_own.ipynb",)
 
 
 def is_loopback(host: str) -> bool:
@@ -76,8 +82,9 @@ def _lesson_ready(runs_dir: Path) -> bool:
 def voila_command(port: int, host: str = "127.0.0.1", preheat: bool = True, runs_dir: Path | None = None, token: bool = False) -> list[str]:
     """The Voila command line that serves the package's notebooks.
 
-    With ``preheat`` a kernel per notebook is kept ready; the lesson is kept ready only when
-    its demo runs exist, since running it otherwise trains them in ``runs_dir``. On a loopback
+    With ``preheat`` a kernel per notebook is kept ready, except for :data:`NOT_PREHEATED`
+    (notebooks that write runs); the lesson is kept ready only when its demo runs exist, since
+    running it otherwise trains them in ``runs_dir``. On a loopback
     address pages open without a token and show tracebacks; on any other address (or with
     ``token``) Voila asks for a token, which it reads from ``JUPYTER_TOKEN`` in the environment
     (see :func:`serve_env`: not on the command line, where other users of the machine see it), and
@@ -94,8 +101,10 @@ def voila_command(port: int, host: str = "127.0.0.1", preheat: bool = True, runs
         command.append("--Voila.auto_token=True")  # the identity provider's token: JUPYTER_TOKEN, else a generated one
     if preheat:
         command += ["--preheat_kernel=True", "--pool_size=1"]
+        kept_cold = list(NOT_PREHEATED)
         if runs_dir is None or not _lesson_ready(Path(runs_dir)):
-            command.append('--VoilaKernelManager.preheat_denylist=["softtriple_lesson.ipynb"]')
+            kept_cold.append("softtriple_lesson.ipynb")
+        command.append(f"--VoilaKernelManager.preheat_denylist={json.dumps(kept_cold)}")
     return command
 
 

@@ -10,13 +10,15 @@ def test_voila_binds_loopback_and_refuses_another_port(tmp_path):
     assert "--Voila.ip=127.0.0.1" in command and "--port=8866" in command and "--Voila.port_retries=0" in command
     assert "--preheat_kernel=True" in command
     # no demo runs: the lesson would train them while preheating, so it is not preheated
-    assert any("preheat_denylist" in part and "softtriple_lesson" in part for part in command)
+    denylist = lambda cmd: json.loads(next(p for p in cmd if "preheat_denylist" in p).split("=", 1)[1])  # noqa: E731
+    assert set(denylist(command)) == {"softtriple_lesson.ipynb", "bring_your_own.ipynb"}
     from dmlviz.demo import DEMO_RUNS, run_folder
 
     for name in DEMO_RUNS:
         run_folder(tmp_path, name).mkdir()
         (run_folder(tmp_path, name) / "run.json").write_text(json.dumps({"status": "finished"}))
-    assert not any("preheat_denylist" in part for part in voila_command(8866, runs_dir=tmp_path))
+    # with them the lesson is preheated; the notebook that trains and writes its own run never is
+    assert denylist(voila_command(8866, runs_dir=tmp_path)) == ["bring_your_own.ipynb"]
     assert "--preheat_kernel=True" not in voila_command(8866, preheat=False)
     # plotly's JupyterLab extension (static figures, a second 4.8 MB copy of plotly.js) is kept off the pages
     assert '--VoilaConfiguration.extension_denylist=["jupyterlab-plotly"]' in command

@@ -108,6 +108,8 @@ def test_map_epochs_neighbours_classes_merge(page, page_log, server, browser_run
     record(f"voila explorer: {page_log.requests} requests, {len(page_log.external)} to other hosts, {len(page_log.errors)} console errors")
     assert page_log.external == []
     assert page_log.errors == []
+    # serving wrote no run of its own: the notebook that trains one (bring_your_own) is not run ahead of a page
+    assert not (browser_runs / "bring-your-own").exists()
 
 
 MODULES = "/voila/templates/dmlviz/static/modules/"
