@@ -61,8 +61,9 @@ PRESETS: tuple[Preset, ...] = (
            dict(loss="softmax", classes=3, modes_per_class=2, head="linear")),
     Preset("SoftMax vs SoftTriple: two centers per class",
            "SoftTriple's two centers per class can each take a hidden mode, but on the circle whether they do depends on the "
-           "start: after 600 steps the sub-mode score is 0.54 with seed 0 (0 = chance) and 0.34, 0.00, 0.22 with seeds 1–3, "
-           "against 0.18 on average for the untrained centers. Change the seed to see it.",
+           "start: after 600 steps the sub-mode score is 0.54 with seed 0 (0 = chance); over seeds 0–11 it runs from 0.00 to "
+           "0.65 (mean 0.29, untrained centers 0.20). Which seeds split is so fragile that another CPU's rounding can change "
+           "it. Change the seed to see it.",
            dict(loss="softtriple", loss_params={"centers_per_class": 2}, classes=3, modes_per_class=2, head="linear")),
     Preset("Centers merging as τ grows",
            "τ pulls a class's six centers together: with τ = 2 effective K falls to about 2.3 in 600 steps (with τ = 0 it "

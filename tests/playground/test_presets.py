@@ -28,14 +28,16 @@ def test_softmax_lets_modes_merge_and_softtriples_centers_sometimes_split_them(o
     (softmax_session, softmax), (softtriple_session, softtriple) = outcomes[0], outcomes[1]
     assert softmax_session.baseline["mode_gap"] > 85 and softmax.geometry["mode_gap"] < 75  # seed 0: 94° → ~60°
     assert softtriple.submode > 0.4  # seed 0: 0.54 (0 = chance)
+    # single seeds other than 0 are chaotic (CPUs that round differently disagree on them): the claim is over twelve seeds
     scores = []
-    for seed in (1, 2, 3):  # the lesson quotes the other seeds too, and the untrained centers' average
+    for seed in range(12):
         session = PlaygroundSession(Settings(**{**PRESETS[1].settings, "seed": seed}))
         start = session.frame().submode
         session.step(PRESETS[1].steps)
         scores.append((start, session.frame().submode))
-    assert min(after for _, after in scores) < 0.1 < max(after for _, after in scores)  # it depends on the start
-    assert sum(after for _, after in scores) / 3 > sum(before for before, _ in scores) / 3 - 0.05
+    before, after = (sum(score[i] for score in scores) / len(scores) for i in (0, 1))
+    assert min(score[1] for score in scores) < 0.1 < 0.4 < max(score[1] for score in scores)  # it depends on the start
+    assert after > before + 0.03  # the lesson: mean 0.29 against 0.20 for the untrained centers (seeds 0-11)
 
 
 def test_tau_merges_centers_against_tau_zero(outcomes):
