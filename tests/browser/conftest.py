@@ -137,12 +137,17 @@ def serving():
 
 @pytest.fixture(scope="session")
 def lesson_server(tmp_path_factory):
-    """`dmlviz serve` over the lesson's demo runs, trained for 2 epochs (the lesson page then trains nothing)."""
+    """`dmlviz serve --no-preheat` over the lesson's demo runs, trained for 2 epochs (the lesson page then trains nothing).
+
+    Not preheated: the one page asked of it then gets a kernel of its own at once, instead of one of four kernels that
+    start and run their notebooks together at start-up (on 2 cores: the lesson's maps at 18 s from the server's start
+    against 33 s). Preheating is what `server` serves, and tests/test_serve.py checks which notebooks it leaves cold.
+    """
     from dmlviz.demo import demo_runs
 
     root = tmp_path_factory.mktemp("lesson-runs")
     demo_runs(root, epochs=2, progress=False)
-    with _serving(root, env={"DMLVIZ_DEMO_EPOCHS": "2"}, log_name="serve-lesson") as (base, _):
+    with _serving(root, "--no-preheat", env={"DMLVIZ_DEMO_EPOCHS": "2"}, log_name="serve-lesson") as (base, _):
         yield base
 
 
