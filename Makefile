@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 
-.PHONY: venv chromium demo serve test bench clean
+.PHONY: venv chromium demo serve test bench gpu-wheels clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,15 @@ bench: venv
 	$(PY) benchmarks/bench_epoch.py
 	$(PY) benchmarks/bench_layouts.py
 	$(PY) benchmarks/bench_dashboard.py
+
+# The pure-Python packages a lent GPU machine lacks, as wheels in the ignored .whl/ (versions from constraints.txt),
+# for benchmarks/gpu_check.sh; their own needs (numba, scikit-learn, torch, ...) are on that machine already.
+GPU_WHEELS := pytorch-metric-learning umap-learn pynndescent mlxtend
+gpu-wheels:
+	mkdir -p .whl
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
+		$(foreach p,$(GPU_WHEELS),$(shell grep -i '^$(p)==' constraints.txt))
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -15,6 +15,8 @@ the epoch's end); its recording cost is the wall time per epoch beyond training,
 (wall of an E-epoch run - wall of a 1-epoch run) / (E - 1) - training seconds.
 
 Run (GPU): python benchmarks/bench_gpu_loop.py           -> benchmarks/results/gpu_loop_<card>.json
+(written after each case; --cases runs some, and the file keeps the other cases of an earlier run with the
+same torch and --epochs; benchmarks/gpu_check.sh runs it with the rest of the GPU checks in one call)
 Check on a CPU (tiny sizes):  python benchmarks/bench_gpu_loop.py --device cpu --tiny
 """
 
@@ -123,6 +125,8 @@ def main() -> None:
     parser.add_argument("--cases", default="cnn,resnet50,resnet50-compiled")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--tiny", action="store_true", help="small sizes, to check the script on a CPU")
+    parser.add_argument("--tries", type=int, default=2, help="runs of each side per case, best kept (1 for the compiled case "
+                        "when time is short: every dmlviz.train and plain loop compiles the model anew)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -132,23 +136,27 @@ def main() -> None:
         "resnet50": dict(model="resnet50", params={}, n=64 if tiny else 8192, size=32 if tiny else 224, channels=3, batch=16 if tiny else 256, classes=8 if tiny else 100, probe=64 if tiny else 2000),
         "resnet50-compiled": dict(model="resnet50", params={"compile": True}, n=64 if tiny else 8192, size=32 if tiny else 224, channels=3, batch=16 if tiny else 256, classes=8 if tiny else 100, probe=64 if tiny else 2000),
     }
+    slug = re.sub(r"[^a-z0-9]+", "-", card.lower()).strip("-")
+    out = Path(__file__).parent / "results" / f"gpu_loop_{slug}{'-tiny' if tiny else ''}.json"
     results: dict[str, Any] = {"card": card, "torch": torch.__version__, "epochs": args.epochs, "tiny": tiny, "cases": {}}
+    if out.exists():  # cases run earlier (e.g. in a separate call, for a time limit) are kept; these replace theirs
+        earlier = json.loads(out.read_text())
+        if earlier.get("torch") == results["torch"] and earlier.get("epochs") == args.epochs:
+            results["cases"] = earlier.get("cases", {})
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases.split(","):
             c = cases[name]
             data = _images(c["n"], c["size"], c["channels"], c["classes"])
             compiled = bool(c["params"].get("compile"))
-            plain = max(plain_loop(data, c["model"], {k: v for k, v in c["params"].items() if k != "compile"}, c["batch"], 2, device, 64, compiled) for _ in range(2))
-            ours = max((dmlviz_run(data, c["model"], c["params"], c["batch"], args.epochs, device, 64, c["probe"], Path(tmp), f"{name}{i}") for i in range(2)),
+            plain = max(plain_loop(data, c["model"], {k: v for k, v in c["params"].items() if k != "compile"}, c["batch"], 2, device, 64, compiled) for _ in range(args.tries))
+            ours = max((dmlviz_run(data, c["model"], c["params"], c["batch"], args.epochs, device, 64, c["probe"], Path(tmp), f"{name}{i}") for i in range(args.tries)),
                        key=lambda r: r["images_per_s"])
-            results["cases"][name] = {"images": c["n"], "image_size": c["size"], "batch": c["batch"], "plain_images_per_s": plain,
+            results["cases"][name] = {"images": c["n"], "image_size": c["size"], "batch": c["batch"], "tries": args.tries, "plain_images_per_s": plain,
                                       "dmlviz": ours, "ratio": ours["images_per_s"] / plain}
             print(f"{name:<20} plain {plain:>10.0f} img/s   dmlviz {ours['images_per_s']:>10.0f} img/s   ratio {ours['images_per_s'] / plain:.3f}"
                   f"   recording {ours['recording_seconds_per_epoch']:.3f} s/epoch ({100 * ours['recording_share_of_epoch']:.0f}% of the epoch)")
-    slug = re.sub(r"[^a-z0-9]+", "-", card.lower()).strip("-")
-    out = Path(__file__).parent / "results" / f"gpu_loop_{slug}{'-tiny' if tiny else ''}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written {out}")
+            out.write_text(json.dumps(results, indent=2) + "\n")  # after each case: a run stopped at a time limit keeps the finished ones
+            print(f"written {out}", flush=True)
 
 
 if __name__ == "__main__":
