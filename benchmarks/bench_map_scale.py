@@ -100,7 +100,7 @@ def _drawn(png: bytes) -> bool:
     return (pixels < 240).mean() > 0.01
 
 
-def _measure(page, url: str, switches: int) -> dict:
+def _measure(page, url: str, switches: int, pause: float = 0.8) -> dict:
     """Page → first points on the canvas; page → settled (every view drawn, the page idle); then, on the settled page,
     epoch switches (slider key press → pixels change) and click → neighbours."""
     start = time.perf_counter()
@@ -137,7 +137,7 @@ def _measure(page, url: str, switches: int) -> dict:
         epoch_times.append(time.perf_counter() - t + _changed(page, box, before))
         page.wait_for_function("() => window.__dmlvizCanvas.changedAt !== null", timeout=30_000)
         epoch_on_page.append(page.evaluate("() => (window.__dmlvizCanvas.changedAt - window.__dmlvizCanvas.keyAt) / 1000"))
-        page.wait_for_timeout(800)
+        page.wait_for_timeout(pause * 1000)
     click_times = []
     for i in range(switches):
         x, y = box["x"] + box["width"] * (0.35 + 0.06 * i), box["y"] + box["height"] * 0.5
@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--switches", type=int, default=5)
+    parser.add_argument("--pause", type=float, default=0.8, help="seconds between an epoch switch's frame and the next key press")
     parser.add_argument("--warmup", type=int, default=1, help="page loads per server before the measured ones (not counted)")
     parser.add_argument("--against", default=None, metavar="REV",
                         help="also serve git revision REV's code (a temporary worktree) and alternate page loads between the two "
@@ -224,7 +225,7 @@ def main() -> None:
                 for i in range(args.repeats):
                     for arm in (list(arms) if i % 2 == 0 else list(arms)[::-1]):
                         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                        result = _measure(page, f"{servers[arm][1]}/voila/render/explorer.ipynb?run={path.name}", args.switches)
+                        result = _measure(page, f"{servers[arm][1]}/voila/render/explorer.ipynb?run={path.name}", args.switches, args.pause)
                         result["points_drawn"] = args.points if page.locator(CANVAS).count() else None
                         loads[arm].append(result)
                         print(f"{arm}: page → points {result['load_s']:.2f} s (on the page {result['points_on_page_s']:.2f} s), settled {result['settled_s']:.2f} s", flush=True)
