@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import logging
 import os
 from pathlib import Path
@@ -116,12 +118,27 @@ class BackboneEmbedder(nn.Module):
         return self.head(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images [B, C, H, W] → embeddings [B, embedding_dim]; through torch.compile when ``compile=True``."""
-        if not self.use_compile:
+        """Images [B, C, H, W] → embeddings [B, embedding_dim]; through torch.compile when ``compile=True`` and training.
+
+        Only training steps (train mode, gradients on) are compiled: one static-shape graph. The model check,
+        recording and evaluation (eval mode or no_grad, other batch sizes) run eagerly instead of compiling
+        graphs of their own, with a dynamic batch dimension that the training graph would then inherit.
+        """
+        if not (self.use_compile and self.training and torch.is_grad_enabled()):
             return self.embed(x)
         if self._compiled is None:  # compiled on first use; the state dict keeps its plain keys
             self._compiled = torch.compile(self.embed)
         return self._compiled(x)
+
+    def __deepcopy__(self, memo: dict) -> "BackboneEmbedder":
+        """A copy without the compiled function: that one is bound to this module, so a copy (LSD's teacher) would run
+        this module's weights through it; the copy compiles its own on first use."""
+        cls = type(self)
+        copy_ = cls.__new__(cls)
+        memo[id(self)] = copy_
+        for key, value in self.__dict__.items():
+            copy_.__dict__[key] = None if key == "_compiled" else copy.deepcopy(value, memo)
+        return copy_
 
     def extra_repr(self) -> str:
         return f"pooling={self.pooling!r}, freeze_bn={self.freeze_bn}, channels_last={self.channels_last}, compile={self.use_compile}"

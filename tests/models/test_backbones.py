@@ -89,6 +89,38 @@ def test_compile_flag_is_accepted():
     assert "compile=True" in repr(net)
 
 
+def test_only_training_steps_are_compiled_and_a_copy_compiles_its_own(monkeypatch):
+    """torch.compile (faked here: it records the function and wraps it) sees training steps only; eval / no_grad run eagerly.
+    A deep copy (LSD's teacher) must not keep the original's compiled function, which is bound to the original's weights."""
+    import copy
+
+    compiled = []
+
+    def fake_compile(fn):  # like torch.compile's result: a function around fn, which deepcopy copies by reference
+        compiled.append(fn)
+        return lambda *args: fn(*args)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    net = build_model("resnet18", (3, 32, 32), 8, compile=True, channels_last=False)
+    x = _batch()
+    net.eval()
+    with torch.no_grad():
+        net(x)
+    net.train()
+    with torch.no_grad():
+        net(x)
+    assert compiled == []  # the model check and recording run eagerly
+    out = net(x)
+    assert len(compiled) == 1 and out.requires_grad
+    teacher = copy.deepcopy(net)
+    assert teacher._compiled is None and net._compiled is not None
+    with torch.no_grad():
+        teacher.head.weight.add_(1.0)
+    assert not torch.allclose(teacher(x), net(x))  # compiled steps: the copy runs its own weights (it once ran the original's)
+    assert len(compiled) == 2 and compiled[1].__self__ is teacher
+
+
+
 @pytest.mark.parametrize("how", ["set_dir", "TORCH_HOME"])
 def test_pretrained_offline_names_the_file_and_folder(tmp_path, monkeypatch, how):
     if how == "set_dir":
