@@ -186,7 +186,7 @@ class Trainer:
         try:
             s.net.load_state_dict(state["model"])
             s.loss_fn.load_state_dict(state["loss"])
-            s.optimizer.load_state_dict(state["optimizer"])
+            s.optimizer.load_state_dict(_keep_implementation(state["optimizer"], s.optimizer))
         except (RuntimeError, ValueError, KeyError) as error:
             raise ValueError(f"cannot resume: the checkpoint in {str(s.out)!r} does not fit this model and loss ({error})") from error
         rates = s.learning_rates()
@@ -212,14 +212,32 @@ class Trainer:
         raise error
 
 
-def _host_copy(value: Any) -> Any:
-    """A copy of a state dict on the host (tensors cloned), so training may go on changing the original."""
+#: optimizer options that say how it steps, not what it learned: this device's, not the checkpoint's
+IMPLEMENTATION_OPTIONS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def _keep_implementation(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer state dict ``saved`` with the current optimizer's implementation options in its param groups.
+
+    A run resumed on another device (a CPU checkpoint on CUDA, say) would otherwise take the saved groups'
+    ``fused=None`` and step with foreach Adam, which refuses the ``found_inf`` guard the loop sets for fused Adam.
+    """
+    if len(saved.get("param_groups", [])) != len(optimizer.param_groups):
+        return saved  # load_state_dict says what does not fit
+    groups = [{**group, **{k: current[k] for k in IMPLEMENTATION_OPTIONS if k in current}}
+              for group, current in zip(saved["param_groups"], optimizer.param_groups)]
+    return {**saved, "param_groups": groups}
+
+
+def _host_copy(value: Any, copy: bool = True) -> Any:
+    """A state dict with its tensors on the host: cloned (``copy``, so training may go on changing the original), or
+    moved only where they are elsewhere (a checkpoint then loads with a plain ``torch.load`` on a machine without CUDA)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
+        return value.detach().to("cpu", copy=copy)
     if isinstance(value, dict):
-        return {k: _host_copy(v) for k, v in value.items()}
+        return {k: _host_copy(v, copy) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_host_copy(v) for v in value)
+        return type(value)(_host_copy(v, copy) for v in value)
     return value
 
 
@@ -243,7 +261,7 @@ class _Recording:
         capture = self.recorder.capture(epoch, s.net, s.loss_fn)
         state = {"epoch": epoch, "model": s.net.state_dict(), "loss": s.loss_fn.state_dict(), "optimizer": s.optimizer.state_dict()}
         if self._pool is None:
-            return self._finish(capture, stats, state)
+            return self._finish(capture, stats, _host_copy(state, copy=False))
         self._pending = self._pool.submit(self._finish, capture, stats, _host_copy(state))
         return previous
 

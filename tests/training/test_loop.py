@@ -89,6 +89,22 @@ def test_sync_free_loop_trains_like_the_checked_loop(small_synthetic, tmp_path, 
     _same_runs(plain, fused, atol=1e-5)  # fused and for-each Adam round differently
 
 
+def test_a_run_resumes_with_the_other_adam(small_synthetic, tmp_path, monkeypatch):
+    """A checkpoint from a CPU run resumed where Adam is fused (CUDA; faked on the CPU), and back: each resumed run steps
+    with its own device's Adam. Before, the saved groups' fused=None won, and foreach Adam refused the loop's found_inf."""
+    dmlviz.train(small_synthetic, epochs=1, out=tmp_path / "run", **COMMON)
+    with monkeypatch.context() as patch:
+        patch.setattr(builder, "fused_adam", lambda device: True)
+        fused = dmlviz.train(small_synthetic, epochs=2, out=tmp_path / "run", resume=True, **COMMON)
+    assert fused.status == "finished" and fused.epochs == [0, 1, 2]
+    groups = torch.load(fused.checkpoint_path(), weights_only=True)["optimizer"]["param_groups"]
+    assert all(group["fused"] for group in groups)
+    plain = dmlviz.train(small_synthetic, epochs=3, out=tmp_path / "run", resume=True, **COMMON)
+    assert plain.status == "finished" and plain.epochs == [0, 1, 2, 3]
+    groups = torch.load(plain.checkpoint_path(), weights_only=True)["optimizer"]["param_groups"]
+    assert not any(group["fused"] for group in groups)
+
+
 def test_train_takes_a_config_and_the_cli_builds_the_same_one():
     args = build_parser().parse_args(
         ["train", "--dataset", "digits", "--loss", "softtriple", "--tau", "0.5", "--epochs", "3", "--param", "gamma=0.2", "--nmi-every", "2"]
