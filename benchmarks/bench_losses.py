@@ -59,9 +59,9 @@ def _timed(step: Callable[[], torch.Tensor], sync: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def _mdr_reference() -> Callable[[torch.Tensor], torch.Tensor]:
+def _mdr_reference(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """The authors' MDRLoss forward, transcribed (pdist, statistics over the whole matrix, momentum 0.9)."""
-    levels = torch.nn.Parameter(torch.tensor([-3.0, 0.0, 3.0]))
+    levels = torch.nn.Parameter(torch.tensor([-3.0, 0.0, 3.0], device=device))
     state = {"mean": None, "std": None}
 
     def pdist(e: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,6 @@ def _mdr_reference() -> Callable[[torch.Tensor], torch.Tensor]:
         return res
 
     def forward(e: torch.Tensor) -> torch.Tensor:
-        levels.data = levels.data.to(e.device)
         dist = pdist(e)
         off = dist[~torch.eye(len(e), dtype=torch.bool, device=e.device)]
         mean, std = dist.view(-1).mean().detach(), dist.view(-1).std().detach()
@@ -138,7 +137,7 @@ def main() -> None:
     add("contrastive", lambda: co(fresh(), labels, check=False), lambda: co_ref(fresh(), labels), "PML ContrastiveLoss")
     nt, nt_ref = build("ntxent", C, D).to(device), pml.NTXentLoss(temperature=0.07)
     add("ntxent", lambda: nt(fresh(), labels, check=False), lambda: nt_ref(fresh(), labels), "PML NTXentLoss")
-    mdr, mdr_ref = MDR().to(device), _mdr_reference()
+    mdr, mdr_ref = MDR().to(device), _mdr_reference(device)
     add("mdr", lambda: mdr(fresh()), lambda: mdr_ref(fresh()), "the authors' MDRLoss, transcribed")
     sys.path.insert(0, str(ROOT / "tests" / "losses"))
     from test_methods import _cbml_reference  # noqa: E402  (the re-typed authors' loop the tests check against)

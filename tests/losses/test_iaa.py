@@ -104,7 +104,7 @@ def test_schedule_start_refresh_and_lambda_steps():
 def iaa_multisimilarity(x, y, n_real, alpha=2.0, beta=40.0, base=0.5, margin=0.1, eps=1e-5):
     """The authors' losses.MultiSimilarityLoss with augmentation (anchors: the first n_real rows), re-typed."""
     sim = x[:n_real] @ x.T
-    pos = (y[:n_real, None] == y[None, :]) & ~torch.eye(n_real, dtype=torch.bool).repeat(1, len(y) // n_real)
+    pos = (y[:n_real, None] == y[None, :]) & ~torch.eye(n_real, dtype=torch.bool, device=x.device).repeat(1, len(y) // n_real)
     neg = y[:n_real, None] != y[None, :]
     total = x.sum() * 0
     for i in range(n_real):

@@ -185,7 +185,7 @@ def _proxy_synthesis_reference(x_l2, p_l2, target, rate, mu):
     """The authors' proxy_synthesis with a given λ, re-typed."""
     inputs = [x_l2, rate * x_l2 + (1 - rate) * torch.roll(x_l2, 1, dims=0)]
     proxies = [p_l2, rate * p_l2[target] + (1 - rate) * torch.roll(p_l2[target], 1, dims=0)]
-    targets = [target, torch.arange(len(p_l2), len(p_l2) + len(x_l2))]
+    targets = [target, torch.arange(len(p_l2), len(p_l2) + len(x_l2), device=x_l2.device)]
     e, p = int(len(x_l2) * (1 + mu)), int(len(p_l2) + len(x_l2) * mu)
     return (F.normalize(torch.cat(inputs)[:e], dim=1), F.normalize(torch.cat(proxies)[:p], dim=1), torch.cat(targets)[:e])
 
@@ -228,10 +228,10 @@ def _supap_reference(s, labels, temp=0.01, tau=100.0, offset=1.44, margin=0.05, 
     out[~sup & pos_mask & ~margin_mask] = start + sig(tens[~sup & pos_mask & ~margin_mask])
     out[~sup & pos_mask & margin_mask] = tau * tens[~sup & pos_mask & margin_mask] + offset
     out[~sup & ~pos_mask] = sig(tens[~sup & ~pos_mask])
-    out[sup] = torch.heaviside(tens[sup].detach(), values=torch.tensor(1.0, dtype=s.dtype))  # a step: no gradient
-    mask = 1.0 - torch.eye(b, dtype=s.dtype).unsqueeze(0)
+    out[sup] = torch.heaviside(tens[sup].detach(), values=torch.tensor(1.0, dtype=s.dtype, device=s.device))  # a step: no gradient
+    mask = 1.0 - torch.eye(b, dtype=s.dtype, device=s.device).unsqueeze(0)
     all_rk = (out * mask).sum(dim=-1) + 1
-    pos_rk = ((out * (target - torch.eye(b, dtype=s.dtype))).sum(dim=-1) + target) * target
+    pos_rk = ((out * (target - torch.eye(b, dtype=s.dtype, device=s.device))).sum(dim=-1) + target) * target
     ap = (pos_rk / all_rk).sum(1) * (1 / target.sum(1))
     return 1 - ap.mean()
 
@@ -302,7 +302,7 @@ def _soprc_reference(feats, targets, v, prior, ns, temp=(0.1, 0.001), beta=0.1, 
     """The authors' SOPRC forward (contiguous blocks), re-typed, with the last row of each class writing v."""
     b = len(targets)
     nc = b // ns
-    mask = torch.block_diag(*([torch.ones(ns, ns) + torch.eye(ns)] * nc))
+    mask = torch.block_diag(*([torch.ones(ns, ns, device=feats.device) + torch.eye(ns, device=feats.device)] * nc))
     sim = feats @ feats.t()
     sim_pos = torch.sort(sim.view(-1)[mask.view(-1).eq(1)].view(b, ns - 1, 1), 1)[0]
     sim_neg = sim.view(-1)[mask.view(-1).eq(0)].view(b, 1, (nc - 1) * ns)
@@ -310,7 +310,7 @@ def _soprc_reference(feats, targets, v, prior, ns, temp=(0.1, 0.001), beta=0.1, 
     loss_pn = torch.where(x >= 0, (x / temp[0] - 1) ** 2, -2 * x / temp[0] + 1).mean(-1)
     with torch.no_grad():
         n = math.ceil(num_v / (ns - 1))
-        alpha = (torch.arange(n) / n).view(1, 1, -1)
+        alpha = (torch.arange(n, device=feats.device) / n).view(1, 1, -1)
         sc = sim_pos.clone()
         left = torch.cat([torch.clamp(2 * sc[:, 0] - sc[:, 1], min=-1).unsqueeze(1), sc[:, :-1]], dim=1)
         right = torch.cat([sc[:, 1:], torch.clamp(2 * sc[:, -1] - sc[:, -2], max=1).unsqueeze(1)], dim=1)
