@@ -6,7 +6,7 @@
 #               Everything lands in $OUT (at most 8 files): the environment, the CUDA tests' log, the
 #               benchmarks' logs and their results JSON (gpu_loop_<card>.json, losses_cuda.json), to commit
 #               under benchmarks/results/.
-# Check the script on a CPU:  OUT=/tmp/gpu-check GPU_CHECK_DEVICE=cpu bash benchmarks/gpu_check.sh
+# Check the script on a CPU:  OUT=/tmp/gpu-check GPU_CHECK_DEVICE=cpu PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
 #               (tiny sizes; the loss benchmark is left out, it would rewrite losses_cpu.json)
 #
 # Each step has its own time limit, chosen so the whole stays under 9.5 minutes on an H200; a step that
