@@ -13,7 +13,7 @@
   log_ppk_vmf_vec call per image).
 
 Batch: 16 classes × 8 = 128 embeddings of 128-d (Smooth-AP: 8 × 8 = 64), seed 0. Calls
-interleaved, warm-up first, median of ``--repeats``. Writes benchmarks/results/losses_<device>.json.
+interleaved, warm-up first, median of ``--repeats``. Writes benchmarks/results/losses_<device>.json (after each loss).
 
     python benchmarks/bench_losses.py [--device cpu|cuda] [--repeats 50]
 """
@@ -230,6 +230,18 @@ def main() -> None:
 
     add("nivmf", lambda: vm(fresh(), labels, check=False), nivmf_reference, "the authors' per-image log_ppk_vmf_vec loop, transcribed")
 
+    out = ROOT / "benchmarks" / "results" / f"losses_{device.type}.json"
+    # measured again with --only: these losses' rows replace theirs, the others are kept
+    kept = json.loads(out.read_text())["losses"] if args.only and out.is_file() else {}
+
+    def write(results: dict) -> None:
+        out.write_text(json.dumps({
+            "batch": f"{C} classes x {M} samples, {D}-d (smoothap: 8 x 8)", "repeats": args.repeats, "device": str(device),
+            "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "pytorch_metric_learning": pytorch_metric_learning.__version__, "threads": torch.get_num_threads(),
+            "losses": {**kept, **results},
+        }, indent=1) + "\n")
+
     results = {}
     chosen = set(args.only.split(",")) if args.only else set(pairs)
     for name, (ours, reference, what) in pairs.items():
@@ -246,14 +258,7 @@ def main() -> None:
         a, b = statistics.median(mine), statistics.median(theirs)
         results[name] = {"dmlviz_ms": round(a * 1e3, 4), "reference_ms": round(b * 1e3, 4), "ratio": round(a / b, 3), "reference": what}
         print(f"{name:16s} dmlviz {a * 1e3:8.3f} ms   reference {b * 1e3:8.3f} ms   ratio {a / b:5.2f}   ({what})", flush=True)
-    out = ROOT / "benchmarks" / "results" / f"losses_{device.type}.json"
-    if args.only and out.is_file():  # measured again: these losses' rows replace theirs, the others are kept
-        results = {**json.loads(out.read_text())["losses"], **results}
-    out.write_text(json.dumps({
-        "batch": f"{C} classes x {M} samples, {D}-d (smoothap: 8 x 8)", "repeats": args.repeats, "device": str(device),
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "pytorch_metric_learning": pytorch_metric_learning.__version__,
-        "threads": torch.get_num_threads(), "losses": results,
-    }, indent=1) + "\n")
+        write(results)  # after each loss: a run stopped at a time limit keeps the measured ones
     print(f"written to {out}")
 
 
