@@ -140,7 +140,7 @@ def lesson_server(tmp_path_factory):
     """`dmlviz serve --no-preheat` over the lesson's demo runs, trained for 2 epochs (the lesson page then trains nothing).
 
     Not preheated: the one page asked of it then gets a kernel of its own at once, instead of one of four kernels that
-    start and run their notebooks together at start-up (on 2 cores: the lesson's maps at 18 s from the server's start
+    start and run their notebooks together at start-up (on 2 cores: the lesson's three plots at 18 s from the server's start
     against 33 s). Preheating is what `server` serves, and tests/test_serve.py checks which notebooks it leaves cold.
     """
     from dmlviz.demo import demo_runs
