@@ -39,7 +39,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import traitlets
 
@@ -181,7 +181,10 @@ export default () => {
       if (context.model.get("_dmlviz_drawn_when") === "regl-scatterplot") fitSharedRenderer();
       if (!counted) {
         counted = true;
-        drawn(context.el, context.model.get("_dmlviz_drawn_when")).then(() => count(key, "drawn"));
+        drawn(context.el, context.model.get("_dmlviz_drawn_when")).then(() => {
+          count(key, "drawn");
+          context.model.send({ type: "dmlviz-drawn" });  // the kernel may now start work it held back (see DeferredCode.on_drawn)
+        });
       }
       return cleanup;
     },
@@ -205,13 +208,32 @@ class DeferredCode(traitlets.HasTraits):
     _dmlviz_drawn_when = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._dmlviz_when_drawn: list[Callable[[], None]] = []
         super().__init__(*args, **kwargs)
         self.on_msg(self._dmlviz_send_code)
 
     def _dmlviz_send_code(self, widget: Any, content: Any, buffers: Any) -> None:
-        """A page that could not load the module's file asks for its text: it comes in ``_dmlviz_code``."""
-        if isinstance(content, dict) and content.get("type") == "dmlviz-code" and self._dmlviz_code_text:
+        """The page's messages: a page that could not load the module's file asks for its text (it comes in
+        ``_dmlviz_code``); a page that has drawn a view of this widget says so (see :meth:`on_drawn`)."""
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "dmlviz-code" and self._dmlviz_code_text:
             self._dmlviz_code = self._dmlviz_code_text
+        elif content.get("type") == "dmlviz-drawn":
+            callbacks, self._dmlviz_when_drawn = self._dmlviz_when_drawn, []
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # one failing callback does not keep the others from running
+                    logger.exception("a callback run when a view was drawn failed")
+
+    def on_drawn(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (once, on the kernel's thread) when a page reports a view of this widget drawn.
+
+        For a jupyter-scatter view that is when its points are on the canvas (``_dmlviz_drawn_when``); a
+        page reports it once per widget. Nothing calls it if no page ever shows the widget.
+        """
+        self._dmlviz_when_drawn.append(callback)
 
     def load_after(self, key: str) -> None:
         """Import this widget's module only once the widgets carrying the module ``key`` are drawn (waiting AFTER_LIMIT_MS at most)."""

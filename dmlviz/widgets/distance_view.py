@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from ..eval.distances import MAX_POINTS, histogram_counts, histogram_overlap, measured, pair_distances, sample_rows, separation_auc, shared_bins
 from .figure import FigureWidget, plotly_code, resync_on_render
-from .state import ExplorerState, after_the_map
+from .state import ExplorerState, after_the_map, map_pending, once_the_map_is_drawn
 
 POSITIVE, NEGATIVE, LEVEL = "#2ca02c", "#d62728", "#1f77b4"
 #: figure width in px: fits the side tab in JupyterLab (≈ 390 px) and in Voila
@@ -58,7 +58,11 @@ class DistanceView(widgets.VBox):
         state.observe(lambda c: self._reset(), ["run"])
         state.observe(lambda c: self.refresh(), ["epochs", "split"])
         state.observe(after_the_map(self.refresh, self._prepare), "epoch")
-        self.refresh()  # the first frame goes into the figure the widget is made from (see figure.py)
+        if map_pending(state):  # a large map's page is loading: the histograms (0.45 s at 100,000 samples) wait for its points
+            once_the_map_is_drawn(state, self.refresh, self._prepare)  # (this tab is not shown first; its figure's first
+            # draw asks for the current data anyway: resync_on_render)
+        else:
+            self.refresh()  # the first frame goes into the figure the widget is made from (see figure.py)
         self.figure = FigureWidget(figure)
         resync_on_render(self.figure, self.refresh)
         super().__init__([plotly_code(), self.summary, self.figure, self.how])

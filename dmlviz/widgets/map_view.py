@@ -215,6 +215,9 @@ class MapView(widgets.VBox):
         """Plotly for up to LARGE_MAP_ABOVE points, jupyter-scatter above (see point_canvas)."""
         if large and self.canvas is None:
             self.canvas = PointCanvas(self.height, self._on_canvas_hover, self._on_canvas_click, self._on_canvas_lasso)
+            self.canvas.on_drawn(lambda: self.state.set_trait("map_drawn", True))  # views beside it hold their first heavy work until then
+        elif not large:
+            self.state.map_drawn = True  # plotly draws a small map at once: nothing waits for it
         self.large = large
         area = getattr(self, "plot_area", None)
         if area is not None:

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .colors import palette
-from .state import ExplorerState, after_the_map
+from .state import ExplorerState, after_the_map, once_the_map_is_drawn
 from .thumbs import gallery, tile
 
 
@@ -38,7 +38,7 @@ class NeighborsView(widgets.VBox):
         super().__init__([help_text, self.k, self.query, self.results, widgets.HTML("<b>Worst queries</b> (test samples whose nearest neighbour is of another class, most confident first)"), self.worst])
         self.add_class("dmlviz-neighbors")
         self.refresh()
-        after_the_map(self.refresh_worst, self._prepare_worst)()  # in a kernel, after the map's first frame has gone out
+        once_the_map_is_drawn(state, self.refresh_worst, self._prepare_worst)  # in a kernel: after a large map's page has drawn it
 
     def _tile(self, snap: Any, row: int, caption: str, border: str | None) -> str:
         colour = palette(len(snap.class_names))[snap.labels[row]]

@@ -149,6 +149,10 @@ class PointCanvas:
         self._looks = LookTable()
         self._looks_sent = -1  # the version of the looks the widget holds
 
+    def on_drawn(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once, when a page reports this canvas's points drawn (see DeferredCode.on_drawn)."""
+        self.widget.on_drawn(callback)
+
     def reset_frame(self) -> None:
         """Forget the extent: the next draw fits its points (another run, split or layout method)."""
         self._frame = None

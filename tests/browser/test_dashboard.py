@@ -410,6 +410,9 @@ def _code_keys() -> tuple[str, str]:
 
 def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
     """25,000 points: the WebGL canvas draws them, the epoch slider redraws, a click selects a sample, nothing leaves 127.0.0.1."""
+    told = []  # the page tells the kernel when the canvas has drawn its points (deferred_code), which then starts the side views' work
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: told.append(1) if "dmlviz-drawn" in (
+        payload if isinstance(payload, str) else payload.decode("utf-8", "replace")) else None))
     page.goto(f"{server}/voila/render/explorer.ipynb?run=large", timeout=120_000)
     page.wait_for_selector(CANVAS, timeout=120_000)
     start = time.monotonic()
@@ -439,6 +442,9 @@ def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
         assert drawn <= start
     else:  # a page too busy to draw the canvas within the limit: plotly waited that long, no longer
         assert how == "limit" and waited - marks[f"dmlviz:waiting {plotly_key}"][0] >= AFTER_LIMIT_MS - 50, marks
+    # the worst queries' nearest neighbours were held back until the page said the points were drawn (widgets/state.py)
+    page.wait_for_function("() => document.querySelectorAll('.dmlviz-worst-queries option').length > 0", timeout=30_000)
+    assert told, "the page did not tell the kernel that the canvas was drawn"
     # the page evaluates plotly and draws its figures after the points: clicks in the meantime wait for an idle page
     for _ in range(2):
         page.evaluate("() => new Promise((resolve) => requestIdleCallback(resolve, { timeout: 20000 }))")

@@ -64,6 +64,30 @@ def test_load_after_adds_a_key_once():
     widget.close()
 
 
+def test_a_page_that_drew_a_view_lets_the_kernel_start_what_waited_for_it(caplog):
+    """The page sends {"type": "dmlviz-drawn"} once a view is drawn (DEFERRED_ESM); each waiting callback runs once."""
+    from dmlviz.widgets.figure import PlotlyCode
+
+    assert 'model.send({ type: "dmlviz-drawn" })' in DEFERRED_ESM
+    widget = PlotlyCode()
+    calls = []
+
+    def broken():
+        raise RuntimeError("a view's first update failed")
+
+    widget.on_drawn(lambda: calls.append("first"))
+    widget.on_drawn(broken)
+    widget.on_drawn(lambda: calls.append("third"))
+    widget._dmlviz_send_code(widget, {"type": "tooltip"}, [])  # jupyter-scatter's own messages start nothing
+    assert calls == []
+    with caplog.at_level("ERROR"):
+        widget._dmlviz_send_code(widget, {"type": "dmlviz-drawn"}, [])
+    assert calls == ["first", "third"] and "a view's first update failed" in caplog.text  # one failure keeps no other back
+    widget._dmlviz_send_code(widget, {"type": "dmlviz-drawn"}, [])  # another page, or a view drawn again: once is enough
+    assert calls == ["first", "third"]
+    widget.close()
+
+
 def test_a_dmlviz_servers_kernel_writes_the_module_to_a_file_and_sends_its_address(tmp_path, monkeypatch):
     from dmlviz import serve
     from dmlviz.widgets import deferred_code

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from dmlviz.widgets import state as state_module
-from dmlviz.widgets.state import after_the_map
+from dmlviz.widgets.state import after_the_map, once_the_map_is_drawn
 
 
 def test_outside_a_kernel_the_update_runs_at_once():
@@ -118,3 +118,77 @@ def test_views_prepare_what_their_update_reads(small_run, monkeypatch, view):
     assert calls == []
     if view == "neighbors":
         assert widget.worst.options and all(" → nearest is " in label for label, _ in widget.worst.options)
+
+
+def test_in_a_kernel_a_first_update_waits_until_the_map_is_drawn(monkeypatch):
+    from dmlviz.widgets.state import ExplorerState
+
+    state, calls = ExplorerState(), []
+
+    async def body(loop):
+        once_the_map_is_drawn(state, lambda: calls.append("update"), lambda: calls.append("prepare"))
+        await asyncio.sleep(0.3)
+        assert calls == []  # the page has not drawn the map yet
+        state.map_drawn = True
+        for _ in range(100):
+            if "update" in calls:
+                break
+            await asyncio.sleep(0.05)
+        state.map_drawn = False  # (not something the map does; nothing runs twice)
+        state.map_drawn = True
+        await asyncio.sleep(0.3)
+
+    _in_a_kernel(monkeypatch, body)
+    assert calls == ["prepare", "update"]
+
+
+def test_in_a_kernel_a_first_update_waits_for_the_map_a_limited_time(monkeypatch):
+    from dmlviz.widgets.state import ExplorerState
+
+    monkeypatch.setattr(state_module, "FIRST_DRAW_LIMIT", 0.2)
+    state, calls = ExplorerState(), []
+
+    async def body(loop):
+        once_the_map_is_drawn(state, lambda: calls.append("update"))
+        await asyncio.sleep(1.0)  # no page reports the map drawn (never shown, or a page too busy)
+        state.map_drawn = True  # a late report starts nothing again
+
+    _in_a_kernel(monkeypatch, body)
+    assert calls == ["update"]
+
+
+def test_outside_a_kernel_or_once_the_map_is_drawn_a_first_update_does_not_wait():
+    from dmlviz.widgets.state import ExplorerState
+
+    calls = []
+    once_the_map_is_drawn(ExplorerState(), lambda: calls.append("update"))
+    assert calls == ["update"]
+
+
+def test_views_beside_a_large_map_start_their_heavy_work_once_it_is_drawn(small_run, monkeypatch):
+    """In a kernel, with the map not yet drawn, building the neighbours and distances views computes no neighbours or distances."""
+    from dmlviz.widgets import distance_view
+    from dmlviz.widgets.distance_view import DistanceView
+    from dmlviz.widgets.neighbors_view import NeighborsView
+    from dmlviz.widgets.state import ExplorerState
+
+    calls = []
+    for module, name in ((state_module, "_knn_in_pool"), (distance_view, "pair_distances")):
+        heavy = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _heavy=heavy, _name=name, **k: (calls.append(_name), _heavy(*a, **k))[1])
+    views = {}
+
+    async def body(loop):
+        state = ExplorerState(small_run)  # no map: as a large map whose page has not drawn it
+        views["neighbors"], views["distances"] = NeighborsView(state), DistanceView(state)
+        await asyncio.sleep(0.3)
+        assert calls == []
+        state.map_drawn = True
+        for _ in range(200):
+            if views["neighbors"].worst.options and "overlap" in views["distances"].summary.value:
+                break
+            await asyncio.sleep(0.05)
+
+    _in_a_kernel(monkeypatch, body)
+    assert {"_knn_in_pool", "pair_distances"} <= set(calls)
+    assert views["neighbors"].worst.options and "separation AUC" in views["distances"].summary.value
