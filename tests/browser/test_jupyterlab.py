@@ -157,6 +157,9 @@ def test_a_large_map_in_jupyterlab(page, page_log, lab, shot):
     import numpy as np
     from PIL import Image
 
+    told = []  # the page tells the kernel over the kernel's websocket when the canvas has drawn its points (deferred_code)
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: told.append(1) if "dmlviz-drawn" in (
+        payload if isinstance(payload, str) else payload.decode("utf-8", "replace")) else None))
     output = _run_cell(page, lab, "large.ipynb", shot)
     canvas = page.locator(".jp-OutputArea-output .dmlviz-point-canvas canvas").first
     try:
@@ -180,6 +183,11 @@ def test_a_large_map_in_jupyterlab(page, page_log, lab, shot):
     assert page.locator(".jp-OutputArea-output .dmlviz-point-count").inner_text() == "25,000 points"
     # jupyter-scatter's shared renderer is sized to the map's canvas here too, not to JupyterLab's window (deferred_code.py)
     assert_renderer_fits(page, ".jp-OutputArea-output .dmlviz-point-canvas canvas")
+    # the worst queries' nearest neighbours waited for that message (widgets/state.py), in JupyterLab as in Voila
+    page.wait_for_function("() => document.querySelectorAll('.jp-OutputArea-output .dmlviz-worst-queries option').length > 0",
+                           timeout=30_000)
+    assert told, "the page did not tell the kernel that the canvas was drawn"
+    shot(page, "jupyterlab-large-map-worst-queries")
     assert page_log.external == [] and page_log.errors == []
 
 

@@ -129,11 +129,13 @@ def test_in_a_kernel_a_first_update_waits_until_the_map_is_drawn(monkeypatch):
         once_the_map_is_drawn(state, lambda: calls.append("update"), lambda: calls.append("prepare"))
         await asyncio.sleep(0.3)
         assert calls == []  # the page has not drawn the map yet
+        monkeypatch.setattr(state_module, "SECONDARY_DELAY", 5.0)  # the page's report is itself "after the map": no delay more
         state.map_drawn = True
-        for _ in range(100):
+        for _ in range(40):  # 2 s at most
             if "update" in calls:
                 break
             await asyncio.sleep(0.05)
+        assert "update" in calls, "the first update waited after the page had drawn the map"
         state.map_drawn = False  # (not something the map does; nothing runs twice)
         state.map_drawn = True
         await asyncio.sleep(0.3)
