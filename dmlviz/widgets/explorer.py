@@ -41,12 +41,13 @@ class Explorer(widgets.VBox):
         self.classes = ClassInspector(self.state)
         self.merge = MergeTimeline(self.state)
         self.metrics = MetricsView(self.state)
-        self.distances = DistanceView(self.state)
+        self.distances = DistanceView(self.state, shown=False)  # its tab is not the first one: it measures once shown
         side = widgets.Tab(children=[self.neighbors, self.classes, self.distances], layout=widgets.Layout(width="44%", min_width="360px"))
         side.set_title(0, "Neighbours")
         side.set_title(1, "Class inspector")
         side.set_title(2, "Distances")
         self.side = side
+        side.observe(lambda c: self.distances.show(c["new"] == 2), "selected_index")
         self.state.observe(lambda c: side.set_trait("selected_index", 1), "selected_class")
         self.state.observe(lambda c: side.set_trait("selected_index", 0) if c["new"] >= 0 else None, "selected_sample")
         top = widgets.HBox([widgets.Box([self.map], layout=widgets.Layout(width="56%")), side], layout=widgets.Layout(width="100%", align_items="flex-start"))

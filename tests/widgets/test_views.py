@@ -476,6 +476,26 @@ def test_explorer_has_a_distances_tab(small_run):
     assert [explorer.side.get_title(i) for i in range(3)] == ["Neighbours", "Class inspector", "Distances"]
 
 
+def test_the_distances_tab_measures_only_while_it_is_shown(small_run):
+    """Hidden (the explorer opens on Neighbours), the Distances tab computes nothing, not on an epoch change either;
+    selected, it measures the epoch shown then; hidden again, it stops following the epoch."""
+    explorer = Explorer(small_run, watch=0)
+    view = explorer.distances
+    assert explorer.side.selected_index == 0 and not view.shown
+    explorer.state.epoch = 1
+    assert view._cache == {} and view._scores == {} and view.summary.value == ""
+    assert list(view.figure.data[1].x or []) == []
+    explorer.side.selected_index = 2
+    assert view.shown and "epoch 1, all probe samples" in view.summary.value
+    assert sum(view.figure.data[1].y) == pytest.approx(1.0) and sum(view.figure.data[2].y) == pytest.approx(1.0)
+    measured = set(view._scores)
+    explorer.side.selected_index = 0
+    explorer.state.epoch = 2
+    assert set(view._scores) == measured and "epoch 1," in view.summary.value  # nothing measured while hidden
+    explorer.side.selected_index = 2
+    assert "epoch 2, all probe samples" in view.summary.value
+
+
 def test_the_map_draws_das_synthetic_points_on_request(small_synthetic, tmp_path):
     run = dmlviz.train(small_synthetic, "linear", "multisimilarity", augmenter="das", das_num_scale=4, epochs=1, batch_size=32,
                        embedding_dim=8, split="samples", out=tmp_path / "das", progress=False)
