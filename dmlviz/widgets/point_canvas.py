@@ -16,11 +16,14 @@ column on each change.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any, Callable
 
 import numpy as np
 
 from .deferred_code import DEFERRED_ESM, DeferredCode, deferred
+
+logger = logging.getLogger(__name__)
 
 #: above this many points the map is drawn by jupyter-scatter instead of plotly
 LARGE_MAP_ABOVE = 20_000
@@ -71,12 +74,50 @@ class LookTable:
         return mapped[look_index] if len(look_index) else np.zeros(0, np.int64)
 
 
+#: jupyter-scatter 1.0's decoding of a 2-d array trait (``points``) in its front-end module: one
+#: ``Array.from`` of a typed-array view per row, 130–230 ms for 100,000 rows in Chromium
+_ROWS_DECODED = """      const arr = new DTYPES[dtype](data.view.buffer);
+      const [height, width] = data.shape;
+      const points = Array.from({ length: height }).map(
+        (_, i) => Array.from(arr.subarray(i * width, (i + 1) * width))
+      );
+      return points;"""
+
+#: the same rows (arrays of numbers, as before) filled by plain loops: 2–23 ms for 100,000 rows; it
+#: also honours the buffer's offset, which the code above ignores
+_ROWS_DECODED_FASTER = """      const [height, width] = data.shape;
+      const size = DTYPES[dtype].BYTES_PER_ELEMENT, offset = data.view.byteOffset;
+      const arr = offset % size === 0
+        ? new DTYPES[dtype](data.view.buffer, offset, height * width)
+        : new DTYPES[dtype](data.view.buffer.slice(offset, offset + height * width * size));
+      const points = new Array(height);
+      for (let i = 0, k = 0; i < height; i++) {
+        const row = new Array(width);
+        for (let j = 0; j < width; j++) row[j] = arr[k++];
+        points[i] = row;
+      }
+      return points;"""
+
+
+def faster_rows(code: str) -> str:
+    """jupyter-scatter's module text ``code`` with its decoding of 2-d array traits done by loops (same result, ~10× faster).
+
+    An epoch switch of a 100,000-point map sends the points once more; decoding them took 60–130
+    ms of the page's main thread, the largest part of the page's own work before the frame. A
+    module whose text differs (another jupyter-scatter) is returned as it is.
+    """
+    if code.count(_ROWS_DECODED) != 1:
+        logger.info("jupyter-scatter's module decodes its arrays differently than 1.0 did; it is left as it is")
+        return code
+    return code.replace(_ROWS_DECODED, _ROWS_DECODED_FASTER)
+
+
 @functools.lru_cache(maxsize=1)
 def _deferred_scatter() -> type:
     """jupyter-scatter's widget class with its 2 MB front-end module imported after the model is ready (see deferred_code)."""
     import jscatter.widget
 
-    code = str(jscatter.widget.JupyterScatter._esm)  # its FileContents: the text of bundle.js
+    code = faster_rows(str(jscatter.widget.JupyterScatter._esm))  # its FileContents: the text of bundle.js
 
     class DeferredScatter(DeferredCode, jscatter.widget.JupyterScatter):
         """jupyter-scatter's widget, its module deferred."""

@@ -72,3 +72,21 @@ def test_the_version_changes_exactly_when_the_table_does():
 def test_no_points_give_no_codes():
     table = LookTable()
     assert table.codes(np.array([], dtype="U7"), np.array([])).shape == (0,)
+
+
+def test_the_pinned_jupyter_scatter_gets_the_faster_row_decoding():
+    import jscatter.widget
+
+    from dmlviz.widgets.point_canvas import _ROWS_DECODED, _ROWS_DECODED_FASTER, faster_rows
+
+    code = str(jscatter.widget.JupyterScatter._esm)
+    changed = faster_rows(code)
+    assert _ROWS_DECODED not in changed and changed.count(_ROWS_DECODED_FASTER) == 1
+    assert len(changed) - len(code) == len(_ROWS_DECODED_FASTER) - len(_ROWS_DECODED)  # nothing else touched
+
+
+def test_a_module_that_decodes_otherwise_is_left_as_it_is():
+    from dmlviz.widgets.point_canvas import faster_rows
+
+    code = "export default { render() {} };"
+    assert faster_rows(code) == code
