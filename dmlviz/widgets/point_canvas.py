@@ -113,11 +113,19 @@ def faster_rows(code: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def scatter_module() -> str:
+    """The text of the front-end module the canvas's page imports: jupyter-scatter's bundle.js through :func:`faster_rows`."""
+    import jscatter.widget
+
+    return faster_rows(str(jscatter.widget.JupyterScatter._esm))  # its FileContents: the text of bundle.js
+
+
+@functools.lru_cache(maxsize=1)
 def _deferred_scatter() -> type:
     """jupyter-scatter's widget class with its 2 MB front-end module imported after the model is ready (see deferred_code)."""
     import jscatter.widget
 
-    code = faster_rows(str(jscatter.widget.JupyterScatter._esm))  # its FileContents: the text of bundle.js
+    code = scatter_module()
 
     class DeferredScatter(DeferredCode, jscatter.widget.JupyterScatter):
         """jupyter-scatter's widget, its module deferred."""

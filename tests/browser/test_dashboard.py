@@ -400,12 +400,11 @@ def _sample_spots(png: bytes, box: dict) -> list[tuple[float, float]]:
 
 def _code_keys() -> tuple[str, str]:
     """The page's keys of jupyter-scatter's and plotly's front-end modules (see widgets/deferred_code.py)."""
-    import jscatter.widget
-
     from dmlviz.widgets.deferred_code import deferred
     from dmlviz.widgets.figure import plotly_code
+    from dmlviz.widgets.point_canvas import scatter_module
 
-    return deferred(str(jscatter.widget.JupyterScatter._esm))["_dmlviz_code_key"], plotly_code()._dmlviz_code_key
+    return deferred(scatter_module())["_dmlviz_code_key"], plotly_code()._dmlviz_code_key
 
 
 def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
