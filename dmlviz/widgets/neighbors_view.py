@@ -108,7 +108,7 @@ class NeighborsView(widgets.VBox):
             return
         snap = state.snapshot()
         names = snap.class_names
-        options = [(f"#{snap.ids[q]} {names[snap.labels[q]]} → nearest is {names[snap.labels[nn]]} (cos {sim:.2f})", q)
+        options = [(f"#{snap.ids[q]} {names[snap.labels[q]]} → nearest is {names[snap.labels[nn]]} (cos {sim:.3f})", q)
                    for sim, q, nn in self.worst_queries()]
         self.worst.unobserve(self._on_worst, "value")
         self.worst.options = options

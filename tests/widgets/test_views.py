@@ -105,6 +105,10 @@ def test_neighbours_are_found_in_the_embedding_and_highlighted(image_run):
     label, chosen = view.worst.options[0]
     view.worst.value = chosen
     assert state.selected_sample == chosen and "nearest is" in label
+    # the similarity printed is the query's to its nearest other test sample, to 3 decimals
+    nearest = np.sort(snap.embeddings[(snap.split == "test") & (np.arange(len(snap)) != chosen)] @ snap.embeddings[chosen])[-1]
+    printed = label.rsplit("(cos ", 1)[1].rstrip(")")
+    assert len(printed.split(".")[1]) == 3 and abs(float(printed) - nearest) <= 6e-4
 
 
 def test_class_inspector_shows_each_centers_samples_and_purity(image_run):
