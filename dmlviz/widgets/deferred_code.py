@@ -160,6 +160,18 @@ async function drawn(el, when) {
   await frame();
   await frame();
 }
+// A jupyter-scatter view's points were set again (the kernel's next epoch): resolves once its
+// regl-scatterplot has drawn a frame after that (its "draw" event), or after AFTER_LIMIT_MS.
+function redrawn(el) {
+  return new Promise((resolve) => {
+    const holder = [...el.querySelectorAll("div")].find((d) => d.api && typeof d.api.subscribe === "function");
+    if (!holder) { resolve("limit"); return; }
+    let timer = null;
+    const done = (how) => { clearTimeout(timer); holder.api.unsubscribe?.(handler); resolve(how); };
+    const handler = holder.api.subscribe("draw", () => done("drawn"), 1);
+    timer = setTimeout(() => done("limit"), AFTER_LIMIT_MS);
+  });
+}
 export default () => {
   let widget = null;
   let key = null;
@@ -186,7 +198,17 @@ export default () => {
           context.model.send({ type: "dmlviz-drawn" });  // the kernel may now start work it held back (see DeferredCode.on_drawn)
         });
       }
-      return cleanup;
+      if (context.model.get("_dmlviz_drawn_when") !== "regl-scatterplot") return cleanup;
+      // each new set of points (the kernel bumps _dmlviz_points_version with them), once drawn, is reported too (see DeferredCode.on_redrawn)
+      const onPoints = () => {
+        const version = context.model.get("_dmlviz_points_version");
+        redrawn(context.el).then((how) => context.model.send({ type: "dmlviz-redrawn", version, how }));
+      };
+      context.model.on("change:_dmlviz_points_version", onPoints);
+      return () => {
+        context.model.off("change:_dmlviz_points_version", onPoints);
+        if (typeof cleanup === "function") cleanup();
+      };
     },
   };
 };
@@ -206,19 +228,39 @@ class DeferredCode(traitlets.HasTraits):
     _dmlviz_code_after = traitlets.List(traitlets.Unicode()).tag(sync=True)
     #: how the page tells that a view of this widget has been drawn: "" (two frames after its render) or "regl-scatterplot"
     _dmlviz_drawn_when = traitlets.Unicode("").tag(sync=True)
+    #: bumped with each new set of points (jupyter-scatter views); a page reports each version drawn (see :meth:`on_redrawn`)
+    _dmlviz_points_version = traitlets.Int(0).tag(sync=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._dmlviz_when_drawn: list[Callable[[], None]] = []
+        self._dmlviz_when_redrawn: list[Callable[[int], None]] = []
         super().__init__(*args, **kwargs)
-        self.on_msg(self._dmlviz_send_code)
 
-    def _dmlviz_send_code(self, widget: Any, content: Any, buffers: Any) -> None:
+    def _handle_custom_msg(self, content: Any, buffers: Any) -> None:
+        """A page's custom message: dmlviz's own (see :meth:`_dmlviz_message`) here, any other to the widget's class.
+
+        Not ``on_msg``: jupyter-scatter's widget overrides ``_handle_custom_msg`` without calling
+        ipywidgets' own, so callbacks given to ``on_msg`` never run for it (the page's reports were lost).
+        """
+        if isinstance(content, dict) and str(content.get("type", "")).startswith("dmlviz-"):
+            self._dmlviz_message(content)
+        else:
+            super()._handle_custom_msg(content, buffers)
+
+    def _dmlviz_message(self, content: dict) -> None:
         """The page's messages: a page that could not load the module's file asks for its text (it comes in
-        ``_dmlviz_code``); a page that has drawn a view of this widget says so (see :meth:`on_drawn`)."""
-        if not isinstance(content, dict):
-            return
+        ``_dmlviz_code``); a page that has drawn a view of this widget says so (see :meth:`on_drawn`, :meth:`on_redrawn`)."""
         if content.get("type") == "dmlviz-code" and self._dmlviz_code_text:
             self._dmlviz_code = self._dmlviz_code_text
+        elif content.get("type") == "dmlviz-redrawn":
+            version = content.get("version")
+            if isinstance(version, bool) or not isinstance(version, int):
+                return
+            for callback in list(self._dmlviz_when_redrawn):
+                try:
+                    callback(version)
+                except Exception:
+                    logger.exception("a callback run when a view was drawn again failed")
         elif content.get("type") == "dmlviz-drawn":
             callbacks, self._dmlviz_when_drawn = self._dmlviz_when_drawn, []
             for callback in callbacks:
@@ -234,6 +276,15 @@ class DeferredCode(traitlets.HasTraits):
         page reports it once per widget. Nothing calls it if no page ever shows the widget.
         """
         self._dmlviz_when_drawn.append(callback)
+
+    def on_redrawn(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(version)`` (on the kernel's thread) each time a page reports new points of this widget drawn.
+
+        Only jupyter-scatter views (``_dmlviz_drawn_when="regl-scatterplot"``) report it: after each
+        bump of ``_dmlviz_points_version`` (sent with new ``points``), once their scatterplot has drawn a
+        frame (or after AFTER_LIMIT_MS); ``version`` is the value the page had when the points came.
+        """
+        self._dmlviz_when_redrawn.append(callback)
 
     def load_after(self, key: str) -> None:
         """Import this widget's module only once the widgets carrying the module ``key`` are drawn (waiting AFTER_LIMIT_MS at most)."""

@@ -60,7 +60,7 @@ class DistanceView(widgets.VBox):
         self.figure: Any = figure
         state.observe(lambda c: self._reset(), ["run"])
         state.observe(lambda c: self.refresh(), ["epochs", "split"])
-        state.observe(after_the_map(self.refresh, self._prepare), "epoch")
+        state.observe(after_the_map(self.refresh, self._prepare, state=state), "epoch")
         if not self.shown:
             self._stale = True  # measured once shown (see show)
         elif map_pending(state):  # a large map's page is loading: the histograms (0.45 s at 100,000 samples) wait for its points

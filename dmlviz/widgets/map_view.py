@@ -216,8 +216,10 @@ class MapView(widgets.VBox):
         if large and self.canvas is None:
             self.canvas = PointCanvas(self.height, self._on_canvas_hover, self._on_canvas_click, self._on_canvas_lasso)
             self.canvas.on_drawn(lambda: self.state.set_trait("map_drawn", True))  # views beside it hold their first heavy work until then
+            self.canvas.on_redrawn(self._on_canvas_redrawn)  # and their updates for each epoch until its points are drawn
         elif not large:
             self.state.map_drawn = True  # plotly draws a small map at once: nothing waits for it
+            self.state.map_sent = 0  # nor reports its redraws (after_the_map then waits SECONDARY_DELAY)
         self.large = large
         area = getattr(self, "plot_area", None)
         if area is not None:
@@ -419,6 +421,7 @@ class MapView(widgets.VBox):
             self.canvas.reset_frame()
             self._frame_key = frame
         self.canvas.draw(layout.points[rows], colours, opacity, cxy, ccol, calpha, center_alphas=(1.0, CENTER_FAINT))
+        self.state.map_sent = self.canvas.version
         self._draw_marks(layout)
 
     def synthetic(self, snap: Any, layout: Any) -> tuple[np.ndarray, np.ndarray, float, int] | None:
@@ -630,6 +633,10 @@ class MapView(widgets.VBox):
         rows = self._row_of(points)
         if rows:
             self.state.selected_sample = rows[0]
+
+    def _on_canvas_redrawn(self, version: int) -> None:
+        if self.large and version > self.state.map_shown:
+            self.state.map_shown = version
 
     def _on_canvas_click(self, index: int) -> None:
         """A click on the large map: a sample selects it, a center picks its class."""

@@ -33,7 +33,7 @@ class MergeTimeline(widgets.VBox):
         self.eps.observe(lambda c: setattr(state, "eps", float(c["new"])), "value")
         state.observe(self._on_eps, "eps")
         state.observe(lambda c: self.refresh(), ["epochs", "run"])
-        state.observe(after_the_map(self._mark_epoch), "epoch")
+        state.observe(after_the_map(self._mark_epoch, state=state), "epoch")
         self.refresh()  # the first frame goes into the figure the widget is made from (see figure.py)
         self.figure = FigureWidget(figure)
         self.figure.data[0].on_click(self._on_click)

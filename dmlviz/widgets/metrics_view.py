@@ -46,7 +46,7 @@ class MetricsView(widgets.VBox):
         self.figure: Any = figure
         self.summary = widgets.HTML()
         state.observe(lambda c: self.refresh(), ["epochs", "run"])
-        state.observe(after_the_map(self._mark_epoch), "epoch")
+        state.observe(after_the_map(self._mark_epoch, state=state), "epoch")
         self.refresh()  # the first frame goes into the figure the widget is made from (see figure.py)
         self.figure = FigureWidget(figure)
         for trace in self.figure.data:

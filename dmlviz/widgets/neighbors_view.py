@@ -30,7 +30,7 @@ class NeighborsView(widgets.VBox):
         state.observe(lambda c: self.refresh(), ["selected_sample", "epoch"])
         self._worst: dict[tuple[str, int], list[tuple[float, int, int]]] = {}
         state.observe(lambda c: self._worst.clear(), "run")  # a run written again into its folder is another run
-        state.observe(after_the_map(self.refresh_worst, self._prepare_worst), ["epoch", "run"])
+        state.observe(after_the_map(self.refresh_worst, self._prepare_worst, state=state), ["epoch", "run"])
         help_text = widgets.HTML(
             '<div style="color:#555;font-size:12px">Click a point on the map. Its nearest neighbours are found in the '
             "full embedding space (cosine), among samples of the same split, so they need not be near it in 2-D.</div>"

@@ -202,6 +202,15 @@ class PointCanvas:
         """Call ``callback()`` once, when a page reports this canvas's points drawn (see DeferredCode.on_drawn)."""
         self.widget.on_drawn(callback)
 
+    def on_redrawn(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(version)`` each time a page reports the points of ``version`` drawn (see :attr:`version`, DeferredCode.on_redrawn)."""
+        self.widget.on_redrawn(callback)
+
+    @property
+    def version(self) -> int:
+        """The version of the points last drawn (sent to the page): 1 for the first :meth:`draw`, 2 for the next, ..."""
+        return int(self.widget._dmlviz_points_version)
+
     def reset_frame(self) -> None:
         """Forget the extent: the next draw fits its points (another run, split or layout method)."""
         self._frame = None
@@ -243,6 +252,7 @@ class PointCanvas:
             self.widget.size = [SAMPLE_SIZE, (CENTER_SIZE if m <= 300 else CENTER_SIZE_MANY) if m else SAMPLE_SIZE]
             self.widget.points = (np.column_stack([ndc, codes, kind]).astype(np.float32) if len(points)
                                   else np.zeros((0, 4), np.float32))  # float32: half the bytes to the browser
+            self.widget._dmlviz_points_version += 1  # the page reports this version once drawn (on_redrawn)
 
     def rings(self, marks: list[tuple[float, float, str, float]]) -> None:
         """Circles around points: (x, y, colour, line width) each, in map coordinates; radius 1.2% of the map's extent."""

@@ -42,6 +42,8 @@ class ExplorerState(traitlets.HasTraits):
     layout_total = traitlets.Int(0, help="layouts the background job has to compute")
     layout_version = traitlets.Int(0, help="bumped when a new layout is ready")
     map_drawn = traitlets.Bool(False, help="the map has drawn its points (a large map: once its page reports them drawn)")
+    map_sent = traitlets.Int(0, help="version of the points last sent to a large map's page (0: a plotly map, which reports no redraws)")
+    map_shown = traitlets.Int(0, help="the latest version of a large map's points that a page reported drawn")
 
     def __init__(self, run: Run | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -199,17 +201,25 @@ def _top1(snap: Snapshot, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 SECONDARY_DELAY = 0.5
 #: the longest views beside a large map wait for the page to report its points drawn (see :func:`once_the_map_is_drawn`)
 FIRST_DRAW_LIMIT = 15.0
+#: the longest views beside a large map wait for its page to report an epoch's new points drawn (see :func:`after_the_map`)
+REDRAW_LIMIT = 2.0
 
 
 def after_the_map(update: Callable[[], None], prepare: Callable[[], Any] | None = None,
-                  delay: float | None = None) -> Callable[..., None]:
-    """An observer that runs ``update()`` a moment (``delay`` s, default ``SECONDARY_DELAY``) after the current message, in a kernel.
+                  delay: float | None = None, state: ExplorerState | None = None) -> Callable[..., None]:
+    """An observer that runs ``update()`` once the map has had its turn: ``delay`` s (default ``SECONDARY_DELAY``) after the current message, in a kernel.
 
     When the epoch changes, the map's new points go to the browser first; the views beside it
     (neighbours' worst queries, the merge timeline's and metrics' epoch marks) follow
     ``SECONDARY_DELAY`` s later, so their redraws do not hold back the map's next frame
     (measured on 100,000 points in headless Chromium: epoch switch 0.75 s at once, 0.65 s with
     0.15 s, 0.53 s with 0.5 s; benchmarks/bench_map_scale.py).
+
+    Given the ``state`` of a large map (a jupyter-scatter canvas, whose page reports each set of
+    points drawn: ``state.map_sent``, ``state.map_shown``) and no ``delay``, the views wait instead
+    until the page has drawn the points sent so far, ``REDRAW_LIMIT`` s at most: on a 2-core machine
+    their work (0.4-0.8 s of both cores for the worst queries at 100,000 points) then no longer
+    competes with the page's drawing of the new points.
 
     ``prepare()``, if given, is the update's heavy part that touches no widget (nearest neighbours,
     distances: it fills the view's caches); it runs in a worker thread first, so the kernel keeps
@@ -243,9 +253,32 @@ def after_the_map(update: Callable[[], None], prepare: Callable[[], Any] | None 
             else:
                 loop.run_in_executor(_view_worker(), prepare).add_done_callback(finish)
 
-        loop.call_later(SECONDARY_DELAY if delay is None else delay, start)
+        if state is None or delay is not None:
+            loop.call_later(SECONDARY_DELAY if delay is None else delay, start)
+        else:
+            loop.call_soon(_when_the_map_is_shown, state, loop, start)  # after the map's own observer has sent its points
 
     return observer
+
+
+def _when_the_map_is_shown(state: ExplorerState, loop: Any, start: Callable[[], None]) -> None:
+    """Call ``start()`` once a large map's page has drawn the points sent so far (``REDRAW_LIMIT`` s at most); a plotly map: ``SECONDARY_DELAY`` s from now."""
+    if state.map_sent == 0:
+        loop.call_later(SECONDARY_DELAY, start)
+        return
+    done: list[bool] = []
+
+    def check(change: Any = None, limit: bool = False) -> None:
+        if done or not (limit or state.map_shown >= state.map_sent):
+            return
+        done.append(True)
+        state.unobserve(check, "map_shown")
+        timer.cancel()
+        start()
+
+    state.observe(check, "map_shown")
+    timer = loop.call_later(REDRAW_LIMIT, check, None, True)
+    check()
 
 
 def once_the_map_is_drawn(state: ExplorerState, update: Callable[[], None], prepare: Callable[[], Any] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from conftest import assert_renderer_fits, check_distances, figures_fit
 
 from dmlviz.widgets.deferred_code import AFTER_LIMIT_MS
+from dmlviz.widgets.state import FIRST_DRAW_LIMIT
 
 pytestmark = pytest.mark.browser
 
@@ -409,16 +411,24 @@ def _code_keys() -> tuple[str, str]:
 
 def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
     """25,000 points: the WebGL canvas draws them, the epoch slider redraws, a click selects a sample, nothing leaves 127.0.0.1."""
-    told = []  # the page tells the kernel when the canvas has drawn its points (deferred_code), which then starts the side views' work
-    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: told.append(1) if "dmlviz-drawn" in (
-        payload if isinstance(payload, str) else payload.decode("utf-8", "replace")) else None))
+    told, redrawn = [], []  # the page tells the kernel when the canvas has drawn its points (deferred_code), which then starts the side views' work
+    redrawn_report = re.compile(r'"type":\s*"dmlviz-redrawn",\s*"version":\s*(\d+),\s*"how":\s*"(\w+)"')
+
+    def sent(payload: str | bytes) -> None:
+        text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+        if "dmlviz-drawn" in text:
+            told.append(1)
+        redrawn.extend((int(v), how) for v, how in redrawn_report.findall(text))  # and each epoch's new points once drawn
+
+    page.on("websocket", lambda ws: ws.on("framesent", sent))
     page.goto(f"{server}/voila/render/explorer.ipynb?run=large", timeout=120_000)
     page.wait_for_selector(CANVAS, timeout=120_000)
     start = time.monotonic()
     while _ink(_canvas_png(page)) < 2000:
         assert time.monotonic() - start < 60, "the canvas drew no points"
         page.wait_for_timeout(200)
-    record(f"voila explorer (25,000 points, jupyter-scatter): points drawn {time.monotonic() - start:.2f} s after the canvas appeared")
+    points_at = time.monotonic()
+    record(f"voila explorer (25,000 points, jupyter-scatter): points drawn {points_at - start:.2f} s after the canvas appeared")
     assert page.locator(".dmlviz-point-count").inner_text() == "25,000 points"
     assert page.locator(PLOT).count() == 0  # the plotly figure is not on the page
     assert "Drawn by jupyter-scatter" in page.locator(".dmlviz-map-caption").inner_text()
@@ -444,6 +454,8 @@ def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
     # the worst queries' nearest neighbours were held back until the page said the points were drawn (widgets/state.py)
     page.wait_for_function("() => document.querySelectorAll('.dmlviz-worst-queries option').length > 0", timeout=30_000)
     assert told, "the page did not tell the kernel that the canvas was drawn"
+    record(f"voila explorer (25,000 points): worst queries listed {time.monotonic() - points_at:.2f} s after the points were drawn "
+           f"(they start when the page reports the points drawn; {FIRST_DRAW_LIMIT:.0f} s if the kernel never heard it)")
     # the page evaluates plotly and draws its figures after the points: clicks in the meantime wait for an idle page
     for _ in range(2):
         page.evaluate("() => new Promise((resolve) => requestIdleCallback(resolve, { timeout: 20000 }))")
@@ -456,6 +468,10 @@ def test_a_large_map_is_drawn_by_jupyter_scatter(page, page_log, server, shot):
     while _canvas_png(page) == before:
         assert time.monotonic() - start < 30, "the epoch slider did not redraw the canvas"
         page.wait_for_timeout(100)
+    # the page reports the new points drawn (deferred_code.on_redrawn): the views beside the map wait for it (state.after_the_map)
+    while not redrawn and time.monotonic() - start < 30:
+        page.wait_for_timeout(100)
+    assert redrawn and redrawn[-1][1] == "drawn" and redrawn[-1][0] >= 2, redrawn
 
     # jupyter-scatter animates the move to the new epoch: look for samples once the canvas holds still
     still, last, start = 0, _canvas_png(page), time.monotonic()

@@ -11,9 +11,22 @@ from dmlviz.widgets.deferred_code import DEFERRED_ESM, deferred
 from dmlviz.widgets.figure import _registering_bundle, plotly_code
 
 
+def page_sends(widget, content: dict) -> None:
+    """Deliver ``content`` as a page's custom message reaches a widget in a kernel (ipywidgets' ``_handle_msg``)."""
+    widget._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+
+def _widgets() -> list:
+    """A plotly module's widget and jupyter-scatter's (which overrides ipywidgets' ``_handle_custom_msg``)."""
+    from dmlviz.widgets.figure import PlotlyCode
+    from dmlviz.widgets.point_canvas import PointCanvas
+
+    return [PlotlyCode(), PointCanvas(300, lambda i: None, lambda i: None, lambda rows: None).widget]
+
+
 def test_plotly_code_defers_the_registering_bundle():
     widget = plotly_code()
-    assert widget._esm == DEFERRED_ESM and len(widget._esm) < 7_000  # every deferred widget carries it (a few of them per page)
+    assert widget._esm == DEFERRED_ESM and len(widget._esm) < 8_000  # every deferred widget carries it (a few of them per page)
     assert widget._dmlviz_code == _registering_bundle()
     assert "globalThis.__dmlvizPlotly" in widget._dmlviz_code
     assert widget._dmlviz_code_key == hashlib.sha1(widget._dmlviz_code.encode()).hexdigest()
@@ -64,12 +77,11 @@ def test_load_after_adds_a_key_once():
     widget.close()
 
 
-def test_a_page_that_drew_a_view_lets_the_kernel_start_what_waited_for_it(caplog):
+@pytest.mark.parametrize("which", ["plotly", "jupyter-scatter"])
+def test_a_page_that_drew_a_view_lets_the_kernel_start_what_waited_for_it(caplog, which):
     """The page sends {"type": "dmlviz-drawn"} once a view is drawn (DEFERRED_ESM); each waiting callback runs once."""
-    from dmlviz.widgets.figure import PlotlyCode
-
     assert 'model.send({ type: "dmlviz-drawn" })' in DEFERRED_ESM
-    widget = PlotlyCode()
+    widget = _widgets()[["plotly", "jupyter-scatter"].index(which)]
     calls = []
 
     def broken():
@@ -78,13 +90,38 @@ def test_a_page_that_drew_a_view_lets_the_kernel_start_what_waited_for_it(caplog
     widget.on_drawn(lambda: calls.append("first"))
     widget.on_drawn(broken)
     widget.on_drawn(lambda: calls.append("third"))
-    widget._dmlviz_send_code(widget, {"type": "tooltip"}, [])  # jupyter-scatter's own messages start nothing
+    page_sends(widget, {"type": "tooltip", "index": 0, "preview": None})  # jupyter-scatter's own messages start nothing
     assert calls == []
     with caplog.at_level("ERROR"):
-        widget._dmlviz_send_code(widget, {"type": "dmlviz-drawn"}, [])
+        page_sends(widget, {"type": "dmlviz-drawn"})
     assert calls == ["first", "third"] and "a view's first update failed" in caplog.text  # one failure keeps no other back
-    widget._dmlviz_send_code(widget, {"type": "dmlviz-drawn"}, [])  # another page, or a view drawn again: once is enough
+    page_sends(widget, {"type": "dmlviz-drawn"})  # another page, or a view drawn again: once is enough
     assert calls == ["first", "third"]
+    widget.close()
+
+
+@pytest.mark.parametrize("which", ["plotly", "jupyter-scatter"])
+def test_a_page_reports_each_version_of_a_scatter_views_points_drawn(caplog, which):
+    """The page sends {"type": "dmlviz-redrawn", "version": V} after each new ``_dmlviz_points_version``, once drawn; every callback gets V, every time."""
+    assert 'context.model.on("change:_dmlviz_points_version", onPoints)' in DEFERRED_ESM
+    assert 'type: "dmlviz-redrawn", version, how' in DEFERRED_ESM
+    widget = _widgets()[["plotly", "jupyter-scatter"].index(which)]
+    calls = []
+
+    def broken(version):
+        raise RuntimeError("a view's update failed")
+
+    widget.on_redrawn(lambda version: calls.append(("first", version)))
+    widget.on_redrawn(broken)
+    widget.on_redrawn(lambda version: calls.append(("third", version)))
+    for bad in ({"type": "dmlviz-redrawn"}, {"type": "dmlviz-redrawn", "version": "3"}, {"type": "dmlviz-redrawn", "version": True}):
+        page_sends(widget, bad)  # no version, or not an integer: nothing is told
+    assert calls == []
+    with caplog.at_level("ERROR"):
+        page_sends(widget, {"type": "dmlviz-redrawn", "version": 3, "how": "drawn"})
+    assert calls == [("first", 3), ("third", 3)] and "a view's update failed" in caplog.text
+    page_sends(widget, {"type": "dmlviz-redrawn", "version": 4, "how": "limit"})  # each epoch's points: each time
+    assert calls[-2:] == [("first", 4), ("third", 4)]
     widget.close()
 
 
@@ -109,9 +146,9 @@ def test_a_dmlviz_servers_kernel_writes_the_module_to_a_file_and_sends_its_addre
     state = widget.get_state()
     assert state["_dmlviz_code"] == "" and "_dmlviz_code_text" not in state
     assert (tmp_path / state["_dmlviz_code_url"].split("?")[0]).read_text() == bundle
-    widget._dmlviz_send_code(widget, {"type": "tooltip"}, [])  # jupyter-scatter's own messages are left alone
+    page_sends(widget, {"type": "tooltip"})  # jupyter-scatter's own messages are left alone
     assert widget._dmlviz_code == ""
-    widget._dmlviz_send_code(widget, {"type": "dmlviz-code"}, [])
+    page_sends(widget, {"type": "dmlviz-code"})
     assert widget._dmlviz_code == bundle
 
 

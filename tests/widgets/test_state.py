@@ -108,7 +108,8 @@ def test_views_prepare_what_their_update_reads(small_run, monkeypatch, view):
     target = state.epochs[1]  # neither the first epoch (the distances' baseline) nor the current one: not computed yet
     assert len(state.epochs) > 2 and state.epoch != target
     # a kernel whose loop never gets round to the scheduled update: the switch itself computes nothing for these views
-    monkeypatch.setattr(state_module, "kernel_loop", lambda: type("Loop", (), {"call_later": lambda self, *a: None})())
+    monkeypatch.setattr(state_module, "kernel_loop", lambda: type("Loop", (), {"call_later": lambda self, *a: None,
+                                                                              "call_soon": lambda self, *a: None})())
     state.epoch = target
     assert calls == []
     (widget._prepare_worst if view == "neighbors" else widget._prepare)()
@@ -157,6 +158,69 @@ def test_in_a_kernel_a_first_update_waits_for_the_map_a_limited_time(monkeypatch
 
     _in_a_kernel(monkeypatch, body)
     assert calls == ["update"]
+
+
+def test_beside_a_large_map_an_epochs_update_waits_until_its_page_has_drawn_the_points_sent(monkeypatch):
+    from dmlviz.widgets.state import ExplorerState
+
+    state, calls = ExplorerState(), []
+
+    async def body(loop):
+        monkeypatch.setattr(state_module, "SECONDARY_DELAY", 5.0)  # a large map's views wait for its page, not for this
+        state.map_sent, state.map_shown = 3, 2
+        after_the_map(lambda: calls.append("update"), lambda: calls.append("prepare"), state=state)({"new": 1})
+        state.map_sent = 4  # the map's own observer may run after this one: what counts is what it has sent by then
+        await asyncio.sleep(0.3)
+        assert calls == []
+        state.map_shown = 3  # an earlier version drawn: still waiting
+        await asyncio.sleep(0.2)
+        assert calls == []
+        state.map_shown = 4
+        for _ in range(40):
+            if "update" in calls:
+                break
+            await asyncio.sleep(0.05)
+        assert calls == ["prepare", "update"]
+        state.map_shown = 5  # nothing runs twice
+        await asyncio.sleep(0.2)
+
+    _in_a_kernel(monkeypatch, body)
+    assert calls == ["prepare", "update"]
+
+
+def test_beside_a_large_map_an_epochs_update_waits_for_its_page_a_limited_time(monkeypatch):
+    from dmlviz.widgets.state import ExplorerState
+
+    monkeypatch.setattr(state_module, "REDRAW_LIMIT", 0.2)
+    state, calls = ExplorerState(), []
+
+    async def body(loop):
+        monkeypatch.setattr(state_module, "SECONDARY_DELAY", 5.0)
+        state.map_sent = 7  # no page reports it (none shows the map, or it is too busy)
+        after_the_map(lambda: calls.append("update"), state=state)({"new": 1})
+        await asyncio.sleep(0.8)
+        state.map_shown = 7  # a late report starts nothing again
+        await asyncio.sleep(0.1)
+
+    _in_a_kernel(monkeypatch, body)
+    assert calls == ["update"]
+
+
+def test_beside_a_large_map_already_drawn_or_a_plotly_map_the_update_follows_soon_or_after_the_delay(monkeypatch):
+    from dmlviz.widgets.state import ExplorerState
+
+    drawn, plotly, calls = ExplorerState(), ExplorerState(), []
+
+    async def body(loop):
+        drawn.map_sent = drawn.map_shown = 2  # the points did not change (nothing new for the page to draw)
+        after_the_map(lambda: calls.append("drawn"), state=drawn)({"new": 1})
+        after_the_map(lambda: calls.append("plotly"), state=plotly)({"new": 1})  # map_sent 0: plotly reports no redraws
+        await asyncio.sleep(0.02)
+        assert calls == ["drawn"]  # SECONDARY_DELAY is 0.05 s in these tests
+        await asyncio.sleep(0.3)
+
+    _in_a_kernel(monkeypatch, body)
+    assert calls == ["drawn", "plotly"]
 
 
 def test_outside_a_kernel_or_once_the_map_is_drawn_a_first_update_does_not_wait():

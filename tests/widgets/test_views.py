@@ -418,7 +418,15 @@ def test_large_maps_are_drawn_by_jupyter_scatter_with_the_same_colours_and_event
     view.canvas.widget.selection = np.array([1, 2, 4])
     assert state.selection == [int(rows[i]) for i in (1, 2, 4)]
     colour_table = list(view.canvas.widget.color)
+    # each draw is a version of the points; the page's report of one drawn tells the views beside the map (state.after_the_map)
+    sent = state.map_sent
+    assert sent == view.canvas.version >= 1 and state.map_shown < sent
+    view.canvas.widget._handle_msg({"content": {"data": {"method": "custom", "content": {"type": "dmlviz-redrawn", "version": sent, "how": "drawn"}}}, "buffers": []})
+    assert state.map_shown == sent
     state.epoch = 1
+    assert state.map_sent == sent + 1 and state.map_shown == sent  # not drawn yet
+    view.canvas.widget._handle_msg({"content": {"data": {"method": "custom", "content": {"type": "dmlviz-redrawn", "version": sent - 1, "how": "drawn"}}}, "buffers": []})
+    assert state.map_shown == sent  # a late report of an older version changes nothing
     moved = np.asarray(view.canvas.widget.points)
     assert not np.array_equal(moved[:n, :2], points[:n, :2])
     # the looks are held from the first draw (centers faint or not): the switch sends positions, not a new colour table
@@ -441,6 +449,7 @@ def test_large_maps_are_drawn_by_jupyter_scatter_with_the_same_colours_and_event
     monkeypatch.setattr(map_view, "LARGE_MAP_ABOVE", 200)
     state.split = "train"
     assert not view.large and view.plot_area.children == (view.figure,) and len(view.figure.data[0].x) == 160
+    assert state.map_sent == 0  # plotly's map reports no redraws: the views beside it wait SECONDARY_DELAY instead
 
 
 def test_distance_view_separates_pairs_after_training_and_not_before(small_run):
