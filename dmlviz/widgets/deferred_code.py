@@ -26,6 +26,14 @@ follow (benchmarks/bench_map_scale.py --against measures the two orders side by 
 wait ends at the latest AFTER_LIMIT_MS after it began (a canvas never shown, a hidden tab),
 and the page's performance timeline says when it began and how it ended.
 
+Reports: a page that has drawn a view says so (``{"type": "dmlviz-drawn"}``, once per widget,
+:meth:`DeferredCode.on_drawn`); a jupyter-scatter view also reports each new set of points once
+drawn (``{"type": "dmlviz-redrawn", "version": V}``, V being ``_dmlviz_points_version`` as the points
+came, :meth:`DeferredCode.on_redrawn`). They arrive through ``_handle_custom_msg``, not ``on_msg``:
+jupyter-scatter's widget overrides that method without calling ipywidgets' own, so ``on_msg``
+callbacks never ran for it (until 2026-12-03 the large map's report was lost, and the views waiting
+for it always waited their time limit).
+
 jupyter-scatter views (``_dmlviz_drawn_when="regl-scatterplot"``): the page's one shared
 jupyter-scatter renderer is kept as large as the largest view it draws, not as large as the
 window (``fitSharedRenderer``). Without a GPU every frame costs in proportion to that renderer's
