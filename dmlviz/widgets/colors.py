@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import functools
 
 import numpy as np
 
@@ -16,15 +17,21 @@ _QUALITATIVE = [
 
 def palette(n: int) -> list[str]:
     """``n`` hex colours: qualitative up to 24, then golden-angle hues with alternating lightness."""
+    return list(_palette(int(n)))
+
+
+@functools.lru_cache(maxsize=16)
+def _palette(n: int) -> tuple[str, ...]:
+    """:func:`palette`, kept: a map of 1,000 classes asked for it twice per epoch switch (8 ms each)."""
     if n <= len(_QUALITATIVE):
-        return _QUALITATIVE[:n]
+        return tuple(_QUALITATIVE[:n])
     colours = []
     for i in range(n):
         hue = (i * 0.618033988749895) % 1.0
         lightness = (0.38, 0.52, 0.64)[i % 3]
         r, g, b = colorsys.hls_to_rgb(hue, lightness, 0.75)
         colours.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
-    return colours
+    return tuple(colours)
 
 
 def discrete_colorscale(n: int, unassigned: bool = True) -> tuple[list, float, float]:

@@ -66,6 +66,27 @@ def test_center_groups_number_merged_centres_within_each_class() -> None:
     np.testing.assert_array_equal(groups.max(1) + 1, effective_k(np.array([chain, two_pairs])))
 
 
+def test_center_groups_match_a_class_by_class_numbering_on_random_centres() -> None:
+    """The vectorised numbering equals the plain one: per class, groups in the order of their first centre."""
+    from scipy.sparse.csgraph import connected_components
+
+    def by_class(c: np.ndarray, eps: float) -> np.ndarray:
+        out = np.zeros(c.shape[:2], dtype=np.int64)
+        for row, centres in enumerate(c):
+            near = np.linalg.norm(centres[:, None] - centres[None], axis=-1) < eps
+            _, comp = connected_components(near, directed=False)
+            _, first, inverse = np.unique(comp, return_index=True, return_inverse=True)
+            out[row] = np.argsort(np.argsort(first))[inverse]
+        return out
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n_cls, k, dim = rng.integers(1, 25), rng.integers(1, 12), rng.integers(1, 5)
+        c = rng.normal(size=(n_cls, k, dim)) * rng.choice([0.01, 0.05, 1.0])
+        eps = float(rng.choice([0.01, 0.05, 0.2]))
+        np.testing.assert_array_equal(center_groups(c, eps), by_class(c, eps))
+
+
 def test_effective_k_scale() -> None:
     rng = np.random.default_rng(0)
     c = rng.normal(size=(200, 20, 64))
