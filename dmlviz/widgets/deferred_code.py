@@ -168,16 +168,22 @@ async function drawn(el, when) {
   await frame();
   await frame();
 }
-// A jupyter-scatter view's points were set again (the kernel's next epoch): resolves once its
-// regl-scatterplot has drawn a frame after that (its "draw" event), or after AFTER_LIMIT_MS.
-function redrawn(el) {
+// New points (an epoch): resolves at the scatterplot's next "draw" event, or at its first points
+// drawn if it is not made yet; "limit" after AFTER_LIMIT_MS.
+async function redrawn(el) {
+  const t0 = performance.now(), late = () => performance.now() - t0 > AFTER_LIMIT_MS;
+  const find = () => [...el.querySelectorAll("div")].find((d) => d.api && typeof d.api.subscribe === "function");
+  let h = find();
+  if (!h) {
+    while (!h && !late()) { await frame(); h = find(); }
+    while (h && !h.api.get("isPointsDrawn") && !late()) await frame();
+    return h && h.api.get("isPointsDrawn") ? "drawn" : "limit";
+  }
   return new Promise((resolve) => {
-    const holder = [...el.querySelectorAll("div")].find((d) => d.api && typeof d.api.subscribe === "function");
-    if (!holder) { resolve("limit"); return; }
     let timer = null;
-    const done = (how) => { clearTimeout(timer); holder.api.unsubscribe?.(handler); resolve(how); };
-    const handler = holder.api.subscribe("draw", () => done("drawn"), 1);
-    timer = setTimeout(() => done("limit"), AFTER_LIMIT_MS);
+    const done = (how) => { clearTimeout(timer); h.api.unsubscribe?.(sub); resolve(how); };
+    const sub = h.api.subscribe("draw", () => done("drawn"), 1);
+    timer = setTimeout(() => done("limit"), AFTER_LIMIT_MS - (performance.now() - t0));
   });
 }
 export default () => {
@@ -207,7 +213,7 @@ export default () => {
         });
       }
       if (context.model.get("_dmlviz_drawn_when") !== "regl-scatterplot") return cleanup;
-      // each new set of points (the kernel bumps _dmlviz_points_version with them), once drawn, is reported too (see DeferredCode.on_redrawn)
+      // each new set of points (with a new _dmlviz_points_version), once drawn, is reported (DeferredCode.on_redrawn)
       const onPoints = () => {
         const version = context.model.get("_dmlviz_points_version");
         redrawn(context.el).then((how) => context.model.send({ type: "dmlviz-redrawn", version, how }));
