@@ -23,10 +23,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from serving import revision_tree  # noqa: E402
 
 WALK = [2, 1, 0, 1, 2, 3]  # from the last epoch (3): three first visits, then three revisits
 
@@ -67,27 +67,19 @@ def main() -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     path = _run(runs_dir, args.points)
     repo = Path(__file__).resolve().parents[1]
-    against_rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", args.against],
-                                 check=True, capture_output=True, text=True).stdout.strip()
     times: dict[str, list[list[float]]] = {"this": [], "against": []}
-    with tempfile.TemporaryDirectory() as scratch:
-        tree = Path(scratch) / "against"
-        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", str(tree), args.against], check=True)
-        try:
-            for i in range(args.processes):
-                for arm in (("this", "against") if i % 2 == 0 else ("against", "this")):
-                    code = tree if arm == "against" else repo
-                    # run outside both trees: with -c the current folder comes before PYTHONPATH on sys.path
-                    out = subprocess.run([sys.executable, "-c", CHILD, str(path), json.dumps(WALK)], cwd=scratch,
-                                         env={**os.environ, "PYTHONPATH": str(code)}, check=True, capture_output=True, text=True).stdout
-                    reply = json.loads(out.strip().splitlines()[-1])
-                    if not Path(reply["code"]).resolve().is_relative_to(code.resolve()):
-                        raise SystemExit(f"the {arm} side imported dmlviz from {reply['code']}, not from {code}")
-                    walk = reply["times"]
-                    times[arm].append(walk)
-                    print(f"{arm}: " + " ".join(f"{t * 1000:.0f}" for t in walk) + " ms", flush=True)
-        finally:
-            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)], check=False)
+    with revision_tree(args.against) as (tree, against_rev):
+        for i in range(args.processes):
+            for arm in (("this", "against") if i % 2 == 0 else ("against", "this")):
+                code = tree if arm == "against" else repo
+                # run outside both trees: with -c the current folder comes before PYTHONPATH on sys.path
+                out = subprocess.run([sys.executable, "-c", CHILD, str(path), json.dumps(WALK)], cwd=tree.parent,
+                                     env={**os.environ, "PYTHONPATH": str(code)}, check=True, capture_output=True, text=True).stdout
+                reply = json.loads(out.strip().splitlines()[-1])
+                if not Path(reply["code"]).resolve().is_relative_to(code.resolve()):
+                    raise SystemExit(f"the {arm} side imported dmlviz from {reply['code']}, not from {code}")
+                times[arm].append(reply["times"])
+                print(f"{arm}: " + " ".join(f"{t * 1000:.0f}" for t in reply["times"]) + " ms", flush=True)
 
     def summary(walks: list[list[float]]) -> dict:
         return {"first_visit_s_median": statistics.median(t for w in walks for t in w[:3]),

@@ -21,17 +21,16 @@ change is measured as a ratio within one run: benchmarks/results/map_scale_again
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_dashboard import ARGS  # noqa: E402
-from serving import serve  # noqa: E402
+from serving import revision_tree, serve  # noqa: E402
 
 CANVAS = ".dmlviz-point-canvas canvas"
 
@@ -201,15 +200,11 @@ def main() -> None:
     path = _run(runs_dir, args.points)
     from playwright.sync_api import sync_playwright
 
-    repo = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as scratch:
+    with contextlib.ExitStack() as stack:
         arms = {"this": None}
         if args.against:
-            tree = Path(scratch) / "against"
-            subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", str(tree), args.against], check=True)
+            tree, against_rev = stack.enter_context(revision_tree(args.against))
             arms["against"] = str(tree)
-            against_rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", args.against],  # a commit, not HEAD
-                                         check=True, capture_output=True, text=True).stdout.strip()
         loads: dict[str, list[dict]] = {arm: [] for arm in arms}
         servers = {arm: serve(runs_dir, env={"PYTHONPATH": code} if code else None) for arm, code in arms.items()}  # dmlviz from that checkout
         try:
@@ -239,8 +234,6 @@ def main() -> None:
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait()
-            if args.against:
-                subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", arms["against"]], check=False)
     results = {"points": args.points, "warmup_loads": args.warmup, "points_drawn": loads["this"][-1]["points_drawn"], **_summary(loads["this"]),
                "goals": {"load_s": 5.0, "epoch_switch_s": 0.5}, "raw": loads["this"]}
     print(f"{args.points:,} points ({results['points_drawn']:,} drawn): page → points {results['load_s_median']:.2f} s "

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 
 def free_port() -> int:
@@ -35,3 +38,22 @@ def serve(runs_dir: Path, *args: str, env: dict[str, str] | None = None) -> tupl
         except OSError:
             time.sleep(0.5)
     return proc, base
+
+
+@contextlib.contextmanager
+def revision_tree(rev: str) -> Iterator[tuple[Path, str]]:
+    """A temporary git worktree of this repository at ``rev`` -> (its folder, the commit's short id); removed afterwards.
+
+    Its parent folder is a scratch folder outside every checkout: a process started there with
+    ``PYTHONPATH=<folder>`` imports that revision's dmlviz.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = Path(scratch) / "against"
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", str(tree), rev], check=True)
+        try:
+            short = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", rev],  # a commit, not a name like HEAD
+                                   check=True, capture_output=True, text=True).stdout.strip()
+            yield tree, short
+        finally:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)], check=False)
