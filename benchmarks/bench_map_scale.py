@@ -75,8 +75,40 @@ WATCH = r"""
   w.arm = () => { w.changedAt = null; w.armed = undefined; };
   document.addEventListener("keydown", (e) => { w.keyAt = e.timeStamp; }, true);
   requestAnimationFrame(step);
+  // where a switch goes: when each large message reaches the page, and each copy of jupyter-scatter's frame into the map
+  w.messages = []; w.copies = [];
+  const Socket = window.WebSocket;
+  window.WebSocket = function (...args) {
+    const socket = new Socket(...args);
+    socket.addEventListener("message", (e) => {
+      const size = typeof e.data === "string" ? e.data.length : (e.data.byteLength ?? e.data.size ?? 0);
+      if (size > 100000) w.messages.push(performance.now());
+    });
+    return socket;
+  };
+  window.WebSocket.prototype = Socket.prototype;
+  Object.assign(window.WebSocket, Socket);
+  const drawImage = CanvasRenderingContext2D.prototype.drawImage;
+  CanvasRenderingContext2D.prototype.drawImage = function (...args) {
+    const start = performance.now(), result = drawImage.apply(this, args);
+    if (this.canvas.closest && this.canvas.closest(".dmlviz-point-canvas")) w.copies.push([start, performance.now()]);
+    return result;
+  };
 })();
 """
+
+
+# One switch taken apart, on the page clock (s after the key press): the first large message (> 100 kB: the new points)
+# reaching the page (so the kernel's redraw and the server), and the copy of jupyter-scatter's frame into the map canvas
+# that the change was seen in (its start, and how long it took: the WebGL renderer's work for the frame, which waits for
+# it; in SwiftShader that is the CPU drawing 100,000 points).
+SWITCH_PARTS = """() => {
+  const w = window.__dmlvizCanvas, key = w.keyAt, changed = w.changedAt;
+  const message = w.messages.find((t) => t > key);
+  const copy = w.copies.filter(([start, end]) => start > key && end <= changed).pop();
+  return { points_message_s: message === undefined ? null : (message - key) / 1000,
+           frame_copy_start_s: copy ? (copy[0] - key) / 1000 : null, frame_copy_s: copy ? (copy[1] - copy[0]) / 1000 : null };
+}"""
 
 
 def _changed(page, box, before: bytes, limit: float = 30.0) -> float:
@@ -125,7 +157,7 @@ def _measure(page, url: str, switches: int, pause: float = 0.8) -> dict:
         page.screenshot(clip=box)
         shots.append(time.perf_counter() - t)
     handle = page.locator(".dmlviz-epoch .noUi-handle").first
-    epoch_times, epoch_on_page = [], []
+    epoch_times, epoch_on_page, parts = [], [], []
     for i in range(switches):
         handle.focus()
         before = page.screenshot(clip=box)
@@ -136,6 +168,7 @@ def _measure(page, url: str, switches: int, pause: float = 0.8) -> dict:
         epoch_times.append(time.perf_counter() - t + _changed(page, box, before))
         page.wait_for_function("() => window.__dmlvizCanvas.changedAt !== null", timeout=30_000)
         epoch_on_page.append(page.evaluate("() => (window.__dmlvizCanvas.changedAt - window.__dmlvizCanvas.keyAt) / 1000"))
+        parts.append(page.evaluate(SWITCH_PARTS))
         page.wait_for_timeout(pause * 1000)
     click_times = []
     for i in range(switches):
@@ -151,7 +184,7 @@ def _measure(page, url: str, switches: int, pause: float = 0.8) -> dict:
         except Exception:  # the click hit no point
             print("a click selected no sample; not counted", file=sys.stderr)
     return {"load_s": load, "points_on_page_s": on_page, "settled_s": settled, "epoch_switch_s": epoch_times,
-            "epoch_switch_on_page_s": epoch_on_page, "click_to_neighbours_s": click_times, "screenshot_s": statistics.median(shots)}
+            "epoch_switch_on_page_s": epoch_on_page, "epoch_switch_parts": parts, "click_to_neighbours_s": click_times, "screenshot_s": statistics.median(shots)}
 
 
 def _run(runs_dir: Path, points: int) -> Path:
@@ -170,6 +203,12 @@ def _run(runs_dir: Path, points: int) -> Path:
     return path
 
 
+def _median(values: list) -> float | None:
+    """The median of the values that are not None; None when there are none."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
 def _summary(loads: list[dict]) -> dict:
     return {
         "load_s_median": statistics.median(r["load_s"] for r in loads),
@@ -177,6 +216,8 @@ def _summary(loads: list[dict]) -> dict:
         "settled_s_median": statistics.median(r["settled_s"] for r in loads),
         "epoch_switch_s_median": statistics.median(t for r in loads for t in r["epoch_switch_s"]),
         "epoch_switch_on_page_s_median": statistics.median(t for r in loads for t in r["epoch_switch_on_page_s"]),
+        **{f"epoch_switch_{part}_median": _median([p[part] for r in loads for p in r.get("epoch_switch_parts", [])])
+           for part in ("points_message_s", "frame_copy_start_s", "frame_copy_s")},
         "click_to_neighbours_s_median": statistics.median(t for r in loads for t in r["click_to_neighbours_s"]) if any(r["click_to_neighbours_s"] for r in loads) else None,
         "screenshot_s_median": statistics.median(r["screenshot_s"] for r in loads),
     }
@@ -194,6 +235,8 @@ def main() -> None:
                         help="also serve git revision REV's code (a temporary worktree) and alternate page loads between the two "
                              "(the machine is noisy: a ratio measured in one run); writes map_scale_against.json")
     parser.add_argument("--screenshot", default=None, help="save a screenshot of the last page here")
+    parser.add_argument("--out", default=None, help="results file name in benchmarks/results (default map_scale.json, "
+                                                    "or map_scale_against.json with --against)")
     args = parser.parse_args()
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -240,6 +283,10 @@ def main() -> None:
           f"(on the page {results['points_on_page_s_median']:.2f} s), epoch switch {results['epoch_switch_s_median']:.3f} s "
           f"(on the page {results['epoch_switch_on_page_s_median']:.3f} s; one screenshot: {results['screenshot_s_median']:.3f} s), "
           f"click → neighbours {results['click_to_neighbours_s_median']:.3f} s")
+    if results["epoch_switch_frame_copy_s_median"] is not None:
+        print(f"an epoch switch, on the page: the new points arrive {results['epoch_switch_points_message_s_median']:.3f} s after the key; "
+              f"the frame holding them is copied from {results['epoch_switch_frame_copy_start_s_median']:.3f} s, "
+              f"taking {results['epoch_switch_frame_copy_s_median']:.3f} s")
     name = "map_scale.json"
     if args.against:
         against = _summary(loads["against"])
@@ -254,6 +301,7 @@ def main() -> None:
               f"epoch switch {against['epoch_switch_s_median']:.3f} s (ratio {results['epoch_switch_ratio_this_over_against']:.2f}; "
               f"on the page {against['epoch_switch_on_page_s_median']:.3f} s, ratio {results['epoch_switch_on_page_ratio_this_over_against']:.2f})")
         name = "map_scale_against.json"
+    name = args.out or name
     (Path(__file__).parent / "results" / name).write_text(json.dumps(results, indent=2) + "\n")
 
 
