@@ -9,7 +9,7 @@ umap-learn is imported only when a UMAP layout is computed.
 
 from .projector import METHODS, BackgroundJob, EpochNotRecordedError, Layout, Projector
 from .placement import PLACEMENT_NOTE, place_centers
-from .quality import knn_preservation, ownership_agreement, procrustes_disparity
+from .quality import knn_preservation, knn_preservation_chance, ownership_agreement, ownership_chance, procrustes_disparity
 
 __all__ = [
     "METHODS",
@@ -19,7 +19,9 @@ __all__ = [
     "Projector",
     "PLACEMENT_NOTE",
     "knn_preservation",
+    "knn_preservation_chance",
     "ownership_agreement",
+    "ownership_chance",
     "place_centers",
     "procrustes_disparity",
 ]

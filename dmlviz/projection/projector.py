@@ -33,7 +33,7 @@ from dmlviz.runs.files import write_json, write_npz
 
 from . import fitting
 from .placement import PLACEMENT_NOTE, place_centers
-from .quality import QUALITY_SAMPLE, knn_preservation, ownership_agreement
+from .quality import QUALITY_SAMPLE, knn_preservation, knn_preservation_chance, ownership_agreement, ownership_chance
 
 if TYPE_CHECKING:
     from dmlviz.runs.run import Run
@@ -75,7 +75,9 @@ class Layout:
     quality: k-NN preservation of the samples (k=10, cosine in the embedding space), in [0, 1].
     ownership: map-ownership agreement of the drawn centers (share of samples whose nearest
     drawn center of their class is their own or merged with it; NaN when no class has two
-    owning groups).
+    owning groups). ownership_chance: what a map whose centers say nothing of their samples would
+    score (mean 1 / G over the samples counted; NaN with it, or when read from an older cache file).
+    quality_chance (a property): k-NN preservation of a random map, 10 / (N - 1).
     seconds: time spent computing the layout. previous: the epoch it continued from, or None.
     """
 
@@ -88,9 +90,15 @@ class Layout:
     previous: int | None = None
     owning: np.ndarray | None = None
     ownership: float = float("nan")
+    ownership_chance: float = float("nan")
 
     #: How the centers are placed, for captions.
     placement: str = PLACEMENT_NOTE
+
+    @property
+    def quality_chance(self) -> float:
+        """k-NN preservation of a map that keeps nothing: 10 / (N - 1) (NaN below 2 points)."""
+        return knn_preservation_chance(len(self.points), QUALITY_K)
 
     def stacked(self) -> np.ndarray:
         """Samples then centers as one float32 [N + C'K, 2] array."""
@@ -190,6 +198,7 @@ class Projector:
             centers = np.asarray(data["centers"], dtype=np.float32)
             owning = np.asarray(data["owning"], dtype=bool)
             ownership = float(data["ownership"])
+            chance = float(data["ownership_chance"]) if "ownership_chance" in data.files else float("nan")  # older files: unknown
             quality = float(data["quality"])
             seconds = float(data["seconds"])
             method = str(data["method"])
@@ -202,7 +211,7 @@ class Projector:
             raise ValueError(f"owning has shape {owning.shape}, expected {centers.shape[:2]}")
         if not (np.isfinite(points).all() and np.isfinite(centers).all()):
             raise ValueError("coordinates are not finite")
-        return Layout(epoch, method, points, centers, quality, seconds, None if previous < 0 else previous, owning, ownership)
+        return Layout(epoch, method, points, centers, quality, seconds, None if previous < 0 else previous, owning, ownership, chance)
 
     def _cached_epochs(self) -> list[int]:
         """Epochs that have a cache file (readable or not), ascending."""
@@ -327,12 +336,13 @@ class Projector:
         seconds = time.perf_counter() - start
         quality = knn_preservation(emb, points, k=QUALITY_K, sample=QUALITY_SAMPLE)
         ownership = ownership_agreement(points, snap.labels, snap.assignments, center_xy, snap.center_classes, owning, groups)
+        chance = ownership_chance(snap.labels, snap.assignments, snap.center_classes, owning, groups)
         logger.debug(
             "%s layout of epoch %d: %.3f s, k-NN preservation %.3f, map-ownership agreement %.3f",
             method, epoch, seconds, quality, ownership,
         )
         return Layout(
-            epoch, method, points, center_xy, quality, seconds, None if prev is None else prev.epoch, owning, ownership
+            epoch, method, points, center_xy, quality, seconds, None if prev is None else prev.epoch, owning, ownership, chance
         )
 
     def _umap(self, x: np.ndarray, prev: Layout | None, epoch: int) -> np.ndarray:
@@ -364,6 +374,7 @@ class Projector:
                 "owning": np.asarray(layout.owning if layout.owning is not None else np.ones(layout.centers.shape[:2], bool)),
                 "quality": np.float64(layout.quality),
                 "ownership": np.float64(layout.ownership),
+                "ownership_chance": np.float64(layout.ownership_chance),
                 "seconds": np.float64(layout.seconds),
                 "method": np.str_(layout.method),
                 "previous": np.int64(-1 if layout.previous is None else layout.previous),

@@ -1,4 +1,4 @@
-"""How faithful a 2-D layout is: k-NN preservation (cheap, torch) and Procrustes disparity (scipy)."""
+"""How faithful a 2-D layout is: k-NN preservation (cheap, torch), map-ownership agreement, their chance levels, and Procrustes disparity (scipy)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,21 @@ def knn_preservation(high: Any, low: Any, k: int = 10, *, sample: int | None = N
     return float(shared.double().mean() / k)
 
 
+def knn_preservation_chance(n: int, k: int = 10) -> float:
+    """k-NN preservation of a map that keeps nothing (points placed at random): min(k, n - 1) / (n - 1); NaN below 2 points.
+
+    Each of a point's k neighbours in 2-D is then any of the other n - 1 points alike, so it is one of
+    its k neighbours in the embedding with probability k / (n - 1).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if n < 2:
+        return float("nan")
+    return min(int(k), int(n) - 1) / (int(n) - 1)
+
+
 def procrustes_disparity(a: Any, b: Any) -> float:
     """scipy's Procrustes disparity between two layouts a, b [N, 2] (0 = same shape up to rotation, scale, shift)."""
     from scipy.spatial import procrustes
@@ -133,3 +148,38 @@ def ownership_agreement(
         agree += int((g[row, nearest] == g[row, a[members]]).sum())
         total += len(members)
     return agree / total if total else float("nan")
+
+
+def ownership_chance(labels: Any, assignments: Any, center_classes: Any, owning: Any, groups: Any = None) -> float:
+    """Map-ownership agreement of a map whose drawn centers say nothing of their samples: the mean of 1 / G over the samples counted.
+
+    labels, assignments [N]; center_classes [C']; owning bool [C', K]; groups [C', K] (merged
+    centers, default none), as for :func:`ownership_agreement`, which counts the samples (assigned,
+    ``assignments >= 0``) of classes with G >= 2 owning groups. If the drawn groups of a class were
+    placed without regard to its samples, a sample's nearest would be any of the G alike; NaN
+    when no sample is counted.
+    """
+    y = np.asarray(labels)
+    a = np.asarray(assignments, dtype=np.int64)
+    own = np.asarray(owning, dtype=bool)
+    classes = np.asarray(center_classes)
+    if y.ndim != 1 or a.shape != y.shape:
+        raise ValueError(f"labels and assignments must be 1-D of one length, got {y.shape} and {a.shape}")
+    if own.ndim != 2 or classes.shape != (own.shape[0],):
+        raise ValueError(f"owning must be [C', K] with one center class per row, got {own.shape} and {classes.shape}")
+    g = np.tile(np.arange(own.shape[1]), (own.shape[0], 1)) if groups is None else np.asarray(groups, dtype=np.int64)
+    if g.shape != own.shape:
+        raise ValueError(f"groups must be [C', K] like owning {own.shape}, got {g.shape}")
+    if not own.size or not len(y):
+        return float("nan")
+    ranked = np.sort(np.where(own, g, -1), axis=1)  # owning groups of each row, -1 for the others
+    distinct = (ranked[:, 0] >= 0).astype(np.int64) + ((ranked[:, 1:] != ranked[:, :-1]) & (ranked[:, 1:] >= 0)).sum(1)
+    values, counts = np.unique(y[a >= 0], return_counts=True)  # assigned samples per class
+    if not len(values):
+        return float("nan")
+    where = np.minimum(np.searchsorted(values, classes), len(values) - 1)
+    per_row = np.where(values[where] == classes, counts[where], 0)  # the row's class's assigned samples
+    per_row = np.where(distinct >= 2, per_row, 0)
+    total = float(per_row.sum())
+    chance = float((per_row / np.maximum(distinct, 1)).sum())
+    return chance / total if total else float("nan")

@@ -38,6 +38,13 @@ CENTER_FAINT = 0.45
 LEGEND_CHIPS_MAX = 200
 
 
+def _level(chance: float) -> str:
+    """A chance level as the status line prints it: "chance 0.13", "chance < 0.01", or "chance —" when unknown (NaN)."""
+    if chance != chance:
+        return "chance —"
+    return f"chance {chance:.2f}" if chance >= 0.005 else "chance < 0.01"
+
+
 class MapView(widgets.VBox):
     """Samples (Scattergl) coloured by class, fine label, assigned center or nearest-neighbour correctness;
     centers drawn among the samples they own (hollow when they own none), in their class colour;
@@ -560,9 +567,11 @@ class MapView(widgets.VBox):
         agreement = layout.ownership
         if agreement == agreement:  # not NaN: some class has two centers that own samples
             colour = "#2ca02c" if agreement >= OWNERSHIP_GOAL else "#d62728"
+            chance = layout.ownership_chance
             own = (
                 f' · map-ownership agreement <b style="color:{colour}">{agreement:.2f}</b> (share of samples whose nearest '
                 "drawn center of their class is the one that owns them"
+                + (f"; {_level(chance)} if the centers said nothing of their samples" if chance == chance else "")
                 + ("" if agreement >= OWNERSHIP_GOAL else "; below 0.90: this map mixes the samples of different centers, "
                    "so read ownership from the colours (assigned center), not from distances")
                 + ")"
@@ -571,7 +580,8 @@ class MapView(widgets.VBox):
             own = " · map-ownership agreement: — (no class has two centers that own samples)"
         self.status.value = (
             f'<span class="dmlviz-layout-status">{shown}, epoch {state.epoch}: k-NN preservation '
-            f"<b>{layout.quality:.2f}</b> (share of each point's 10 nearest neighbours kept in 2-D{sampled}){own}{html.escape(note)}</span>"
+            f"<b>{layout.quality:.2f}</b> (share of each point's 10 nearest neighbours kept in 2-D{sampled}; "
+            f"{_level(layout.quality_chance)} for points placed at random){own}{html.escape(note)}</span>"
         )
 
     def _legend(self) -> None:

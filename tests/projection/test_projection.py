@@ -16,7 +16,7 @@ import pytest
 
 import dmlviz
 from dmlviz.eval import assign_to_centers, center_groups
-from dmlviz.projection import ownership_agreement, place_centers, placement
+from dmlviz.projection import knn_preservation_chance, ownership_agreement, ownership_chance, place_centers, placement
 from dmlviz.projection import (
     BackgroundJob,
     EpochNotRecordedError,
@@ -109,6 +109,39 @@ def test_knn_preservation_perfect_and_random():
     assert knn_preservation(high[:5], circle[:5], k=10) == pytest.approx(1.0)  # k capped at N - 1
     with pytest.raises(ValueError, match="same number of rows"):
         knn_preservation(high, circle[:10])
+
+
+def test_knn_preservation_chance_is_what_random_maps_score():
+    assert knn_preservation_chance(101, 10) == pytest.approx(0.1)
+    assert knn_preservation_chance(5, 10) == pytest.approx(1.0)  # k capped at N - 1: every other point is a neighbour
+    assert np.isnan(knn_preservation_chance(1, 10))
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        knn_preservation_chance(10, 0)
+    rng = np.random.default_rng(3)
+    high = rng.normal(size=(400, 8))
+    scores = [knn_preservation(high, rng.normal(size=(400, 2)), k=10) for _ in range(8)]
+    assert np.mean(scores) == pytest.approx(knn_preservation_chance(400, 10), abs=0.01)  # 0.025
+
+
+def test_ownership_chance_is_one_over_the_owning_groups_of_each_counted_sample():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2])
+    assignments = np.array([0, 1, 1, -1, 0, 1, 2, 0, 0])  # one sample of class 0 is assigned no center: not counted
+    owning = np.array([[True, True, False], [True, True, True], [True, False, False]])
+    # class 0: 2 groups (3 samples), class 1: 3 groups (3 samples), class 2: 1 group (not counted)
+    assert ownership_chance(labels, assignments, [0, 1, 2], owning) == pytest.approx((3 / 2 + 3 / 3) / 6)
+    merged = np.array([[0, 1, 2], [0, 0, 2], [0, 1, 2]])  # class 1's first two centers are one group: 2 groups
+    assert ownership_chance(labels, assignments, [0, 1, 2], owning, merged) == pytest.approx((3 / 2 + 3 / 2) / 6)
+    assert np.isnan(ownership_chance(labels, assignments, [0, 1, 2], np.eye(3, dtype=bool)))  # no class has two
+    with pytest.raises(ValueError, match="groups must be"):
+        ownership_chance(labels, assignments, [0, 1, 2], owning, merged[:, :2])
+    # centers drawn at random places: their agreement averages the chance level
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(20), 30)
+    assignments = rng.integers(0, 3, size=len(labels))
+    points = rng.normal(size=(len(labels), 2))
+    owning = np.ones((20, 3), bool)
+    scores = [ownership_agreement(points, labels, assignments, rng.normal(size=(20, 3, 2)), np.arange(20), owning) for _ in range(20)]
+    assert np.mean(scores) == pytest.approx(ownership_chance(labels, assignments, np.arange(20), owning), abs=0.03)  # 1/3
 
 
 def test_procrustes_disparity_ignores_rotation_scale_shift():
@@ -482,6 +515,13 @@ def test_layouts_read_ownership_right_on_known_owners(tmp_path, method) -> None:
     assert lay.ownership >= 0.95
     again = Projector(run, method).cached(0)  # stored in the cache with the layout
     assert again.ownership == pytest.approx(lay.ownership) and again.owning.tolist() == lay.owning.tolist()
+    assert lay.ownership_chance == pytest.approx(1 / 2) and again.ownership_chance == pytest.approx(1 / 2)  # two owners per class
+    assert lay.quality_chance == pytest.approx(10 / (len(x) - 1))
+    path = Projector(run, method)._file(0)  # a cache file written before chance levels were stored: unknown, not wrong
+    with np.load(path, allow_pickle=False) as data:
+        older = {name: data[name] for name in data.files if name != "ownership_chance"}
+    np.savez(path, **older)
+    assert np.isnan(Projector(run, method).cached(0).ownership_chance)
 
 
 def _with_labels(snapshot, labels):

@@ -43,6 +43,18 @@ def test_map_draws_every_point_and_centers_and_follows_the_epoch(small_run):
     np.testing.assert_allclose(view.figure.data[0].x, layout.points[:, 0], rtol=1e-6)
 
 
+def test_map_status_gives_each_faithfulness_figure_its_chance_level(small_run):
+    state = ExplorerState(small_run)
+    view = MapView(state)
+    layout = state.layout(state.epoch)
+    status = view.status.value
+    assert f"k-NN preservation <b>{layout.quality:.2f}</b>" in status
+    assert f"chance {10 / 319:.2f} for points placed at random" in status  # 320 points, k = 10
+    assert layout.ownership == layout.ownership  # SoftTriple, K = 4: some class has two owning centers
+    assert f"chance {layout.ownership_chance:.2f} if the centers said nothing of their samples" in status
+    assert 0.25 <= layout.ownership_chance <= 0.5  # between 1/4 (four owners a class) and 1/2 (two)
+
+
 def test_map_colour_modes_split_filter_and_selection(small_run):
     state = ExplorerState(small_run)
     view = MapView(state)
