@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .eval import assign_to_centers, center_groups, merged_assignments, nmi, retrieval_metrics, submode_score
+from .eval import assign_to_centers, center_groups, merged_assignments, nmi, nmi_chance, retrieval_metrics, submode_score
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +88,16 @@ def epoch_snapshot(
 
 
 def retrieval_row(test: Any, labels: np.ndarray, ks: tuple[int, ...], nmi_method: str, nmi_due: bool) -> dict[str, float]:
-    """Recall@k, MAP@R, … of the unit test embeddings [T, D] (labels [T]; on a GPU they stay there) and NMI (NaN when off
-    or not due); empty with fewer than 2 samples."""
+    """Recall@k, MAP@R, … of the unit test embeddings [T, D] (labels [T]; on a GPU they stay there), NMI and its chance
+    level ``nmi_chance`` (NaN when off or not due); empty with fewer than 2 samples."""
     if len(labels) < 2:
         return {}
     row = retrieval_metrics(test, labels, ks=ks)
     if nmi_due:
         row["nmi"] = nmi(test.cpu().numpy() if isinstance(test, torch.Tensor) else np.asarray(test), labels, method=nmi_method)
+        row["nmi_chance"] = nmi_chance(labels, method=nmi_method)
     else:
-        row["nmi"] = float("nan")
+        row["nmi"] = row["nmi_chance"] = float("nan")
     return row
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from dmlviz.eval.centers import assign_to_centers, center_counts, center_groups, center_purity, effective_k, merged_assignments, submode_score
 
-_LAZY = {"knn": "retrieval", "retrieval_metrics": "retrieval", "nmi": "clustering"}
+_LAZY = {"knn": "retrieval", "retrieval_metrics": "retrieval", "nmi": "clustering", "nmi_chance": "clustering"}
 
 __all__ = [
     "assign_to_centers",
@@ -18,6 +18,7 @@ __all__ = [
     "knn",
     "merged_assignments",
     "nmi",
+    "nmi_chance",
     "retrieval_metrics",
     "submode_score",
 ]

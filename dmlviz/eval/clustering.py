@@ -78,11 +78,40 @@ def nmi(embeddings: Any, labels: Any, *, seed: int = 0, method: str = "auto") ->
     if method == "kmeans":
         clusters = KMeans(n_clusters=n_clusters, n_init=_N_INIT, random_state=seed).fit_predict(x)
         return float(normalized_mutual_info_score(y, clusters))
-    if n_clusters > NMI_MAX_CLASSES:
-        rng = np.random.default_rng([seed, 11])
-        kept = rng.choice(np.unique(y), size=NMI_MAX_CLASSES, replace=False)
-        rows = np.isin(y, kept)
-        x, y, n_clusters = x[rows], y[rows], NMI_MAX_CLASSES
+    rows = _clustered_rows(y, method, seed)
+    x, y = x[rows], y[rows]
+    n_clusters = len(np.unique(y))
     km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=_BATCH, init="k-means++", n_init=1, random_state=seed)
     clusters = km.fit_predict(x)
     return float(normalized_mutual_info_score(y, clusters))
+
+
+def _clustered_rows(labels: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """bool [N]: the rows ``method`` ("kmeans" or "minibatch") clusters; "minibatch" keeps a seeded choice of NMI_MAX_CLASSES whole classes."""
+    classes = np.unique(labels)
+    if method != "minibatch" or len(classes) <= NMI_MAX_CLASSES:
+        return np.ones(len(labels), dtype=bool)
+    kept = np.random.default_rng([seed, 11]).choice(classes, size=NMI_MAX_CLASSES, replace=False)
+    return np.isin(labels, kept)
+
+
+def nmi_chance(labels: Any, *, seed: int = 0, method: str = "auto", repeats: int = 3) -> float:
+    """NMI that clusters unrelated to the embedding would score: labels [N] against a random partition with the classes' sizes.
+
+    The partition is a seeded shuffle of the labels (as many clusters as classes, of the same
+    sizes: the marginals adjusted mutual information takes as its chance model), on the rows
+    :func:`nmi` clusters with ``method``; the mean of ``repeats`` shuffles. NMI rises with the
+    number of clusters per sample, so with many small classes (SOP: about 5 test images a class)
+    this level is far above 0.
+    """
+    y = _to_numpy(labels)
+    if y.ndim != 1 or len(y) < 2:
+        raise ValueError(f"labels must be 1-D with at least 2 entries, got shape {y.shape}")
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    if len(np.unique(y)) == 1:
+        return 1.0  # as nmi() answers a single class
+    method = resolve_nmi_method(method, len(y), len(np.unique(y)))
+    y = y[_clustered_rows(y, method, seed)]
+    rng = np.random.default_rng([seed, 12])
+    return float(np.mean([normalized_mutual_info_score(y, rng.permutation(y)) for _ in range(int(repeats))]))

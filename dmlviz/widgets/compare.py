@@ -179,24 +179,29 @@ class Compare(widgets.VBox):
                 "fine labels).</div>")
 
     def _baselines(self, shown: list[str]) -> str:
-        """Rows a trained run must beat: the first run's epoch 0 (the untrained model) and Recall@1 by chance."""
+        """Rows a trained run must beat: the first run's epoch 0 (the untrained model), and Recall@1 and NMI by chance."""
         run = self.runs[0]
         table = run.metrics
         out = ""
+        hidden = "&nbsp;<span style='visibility:hidden'>★</span>"
         if table is not None and len(table) and int(table["epoch"].iloc[0]) == 0:
             first = table.iloc[0]
-            hidden = "&nbsp;<span style='visibility:hidden'>★</span>"
             cells = "".join(f"<td style='padding:2px 8px;text-align:right;color:#777'>{first[c]:{'.2f' if c == 'effective_k' else '.3f'}}{hidden}</td>"
                             if c in first and first[c] == first[c] else "<td></td>" for c in shown)
             out += f"<tr style='color:#777'><td style='padding:2px 8px'>untrained (epoch 0 of {html.escape(run.name)})</td><td style='text-align:right'>0</td>{cells}</tr>"
+        chances = {}
         probe = run.probe
         labels = probe["labels"][probe["split"] == 1]
-        if len(labels) >= 2 and "recall@1" in shown:
+        if len(labels) >= 2:
             _, counts = np.unique(labels, return_counts=True)
-            chance = float((counts * (counts - 1)).sum() / (len(labels) * (len(labels) - 1)))
-            cells = "".join(f"<td style='padding:2px 8px;text-align:right;color:#777'>{chance:.3f}{hidden}</td>" if c == "recall@1" else "<td></td>"
+            chances["recall@1"] = float((counts * (counts - 1)).sum() / (len(labels) * (len(labels) - 1)))
+        if table is not None and "nmi_chance" in table and table["nmi_chance"].notna().any():
+            chances["nmi"] = float(table["nmi_chance"].dropna().iloc[-1])  # the test labels' own: the same every epoch
+        if any(c in chances for c in shown):
+            cells = "".join(f"<td style='padding:2px 8px;text-align:right;color:#777'>{chances[c]:.3f}{hidden}</td>" if c in chances else "<td></td>"
                             for c in shown)
-            out += f"<tr style='color:#777'><td style='padding:2px 8px'>R@1 of a random neighbour (chance)</td><td></td>{cells}</tr>"
+            out += ("<tr style='color:#777'><td style='padding:2px 8px'>chance (R@1 of a random neighbour, NMI of random clusters "
+                    f"of the class sizes)</td><td></td>{cells}</tr>")
         return out
 
     def close(self) -> None:

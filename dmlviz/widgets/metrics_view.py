@@ -31,6 +31,14 @@ def _finite(values: Any) -> list[float | None]:
     return [float(v) if v == v else None for v in values]
 
 
+def _chance_of(table: Any, column: str) -> float:
+    """A run's chance level recorded per epoch in ``column`` (the labels do not change: the last finite value), or NaN."""
+    if column not in table:
+        return float("nan")
+    values = table[column].dropna()
+    return float(values.iloc[-1]) if len(values) else float("nan")
+
+
 class MetricsView(widgets.VBox):
     """Retrieval and clustering metrics (left axis, 0–1) and the training loss (right axis) per epoch."""
 
@@ -72,6 +80,10 @@ class MetricsView(widgets.VBox):
             if chance == chance and "recall@1" in table:
                 self.figure.add_trace(go.Scatter(x=table["epoch"], y=[chance] * len(table), name="recall@1 by chance", mode="lines",
                                                  line=dict(color="#999", dash="dot"), hoverinfo="skip"), secondary_y=False)
+            nmi_chance = _chance_of(table, "nmi_chance")
+            if nmi_chance == nmi_chance and "nmi" in table:
+                self.figure.add_trace(go.Scatter(x=table["epoch"], y=[nmi_chance] * len(table), name="NMI by chance (random clusters of the class sizes)",
+                                                 mode="lines", line=dict(color="#bbb", dash="dot"), hoverinfo="skip"), secondary_y=False)
             if "loss" in table:
                 self.figure.add_trace(go.Scatter(x=table["epoch"], y=_finite(table["loss"]), name="loss", mode="lines", line=dict(color="#444", dash="dash")), secondary_y=True)
         if isinstance(self.figure, FigureWidget):
@@ -86,7 +98,12 @@ class MetricsView(widgets.VBox):
         if table is None or not len(table) or state.epoch not in set(table["epoch"]):
             return
         row = table[table["epoch"] == state.epoch].iloc[0]
-        parts = [f"{NAMES.get(c, c)} <b>{row[c]:.3f}</b>" for c in VISIBLE if c in row and row[c] == row[c]]
+        nmi_chance = _chance_of(table, "nmi_chance")
+        parts = []
+        for column in VISIBLE:
+            if column in row and row[column] == row[column]:
+                level = f" (chance {nmi_chance:.3f})" if column == "nmi" and nmi_chance == nmi_chance else ""
+                parts.append(f"{NAMES.get(column, column)} <b>{row[column]:.3f}</b>{level}")
         self.summary.value = f'<div class="dmlviz-metrics-summary">epoch {state.epoch}: ' + " · ".join(parts) + "</div>"
 
     def _recall_chance(self) -> float:

@@ -86,3 +86,35 @@ def test_auto_is_exact_below_the_threshold() -> None:
     assert resolve_nmi_method("kmeans", 60502, 11316) == "kmeans"
     with pytest.raises(ValueError, match="method must be one of 'auto', 'kmeans', 'minibatch', got 'faiss'"):
         nmi(x, y, method="faiss")
+
+
+def test_nmi_chance_is_what_clusters_of_noise_score_and_rises_with_classes_per_sample() -> None:
+    from dmlviz.eval import nmi_chance
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(50), 10)  # 50 classes of 10: a random clustering already shares much information
+    noise = rng.normal(size=(len(y), 8))  # an embedding that knows nothing of the labels
+    assert nmi(noise, y) == pytest.approx(nmi_chance(y), abs=0.05)  # 0.44 and 0.44
+    assert nmi_chance(y) > 0.35
+    assert nmi_chance(np.repeat(np.arange(5), 100)) < 0.02  # few large classes: near 0
+    x, labels = separated()
+    assert nmi(x, labels) > nmi_chance(labels) + 0.5  # a real clustering is far above it
+    assert nmi_chance(np.zeros(4, int)) == 1.0  # one class, as nmi() answers
+    with pytest.raises(ValueError, match="labels must be 1-D"):
+        nmi_chance(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="repeats must be a positive integer"):
+        nmi_chance(y, repeats=0)
+
+
+def test_nmi_chance_uses_the_rows_minibatch_clusters() -> None:
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from dmlviz.eval import nmi_chance
+    from dmlviz.eval.clustering import NMI_MAX_CLASSES, _clustered_rows
+
+    y = np.repeat(np.arange(NMI_MAX_CLASSES + 200), 3)
+    rows = _clustered_rows(y, "minibatch", 0)
+    assert len(np.unique(y[rows])) == NMI_MAX_CLASSES and _clustered_rows(y, "kmeans", 0).all()
+    shuffles = np.random.default_rng([0, 12])
+    expected = np.mean([normalized_mutual_info_score(y[rows], shuffles.permutation(y[rows])) for _ in range(3)])
+    assert nmi_chance(y, method="minibatch") == pytest.approx(expected)

@@ -16,12 +16,15 @@ def test_auto_resolves_to_exact_kmeans_on_small_data(small_synthetic, tmp_path):
     assert run.config["nmi"] == "kmeans" and run.config["nmi_every"] == 1
     assert json.loads((run.path / "run.json").read_text())["config"]["nmi"] == "kmeans"
     assert all(math.isfinite(v) for v in run.metrics["nmi"])
+    chance = run.metrics["nmi_chance"]  # the test labels' own level, beside every NMI: the same each epoch
+    assert chance.nunique() == 1 and 0 <= chance.iloc[0] < 1
 
 
 def test_nmi_off_leaves_nan(small_synthetic, tmp_path):
     run = dmlviz.train(small_synthetic, epochs=1, nmi="off", out=tmp_path / "off", **COMMON)
     assert run.config["nmi"] == "off"
     assert run.metrics["nmi"].isna().all() and math.isfinite(run.metrics.iloc[-1]["recall@1"])
+    assert run.metrics["nmi_chance"].isna().all()
 
 
 def test_nmi_every_two_computes_on_even_epochs_only(small_synthetic, tmp_path):

@@ -41,7 +41,8 @@ def test_the_table_marks_the_best_of_each_column_and_shows_baselines(grid):
     best = max(rows, key=lambda r: r["recall@1"])
     html = view.table.value
     assert f"<b>{best['recall@1']:.3f}</b>&nbsp;<b>★</b>" in html
-    assert "untrained (epoch 0" in html and "chance" in html
+    assert "untrained (epoch 0" in html and "chance (R@1 of a random neighbour, NMI of random clusters" in html
+    assert f"{view.runs[0].metrics['nmi_chance'].iloc[-1]:.3f}{'&nbsp;'}" in html  # NMI's chance level, in its column
     assert html.count("<b>★</b>") >= 5
 
 
