@@ -71,3 +71,18 @@ def test_runs_of_different_lengths_show_their_nearest_epoch(grid, small_syntheti
     assert "epoch 1" in view.titles[1].value
     view.states[0].epoch = 0
     assert [s.epoch for s in view.states] == [0, 0]
+
+
+def test_runs_recorded_from_a_later_epoch_still_get_the_chance_row(tmp_path):
+    """Runs without an epoch 0 (e.g. logged from epoch 1 by a user's loop) have no untrained row, but still the chance row."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 20)
+    split = np.where(np.arange(80) % 2 == 0, "train", "test")
+    runs = []
+    for name in ("a", "b"):
+        with dmlviz.Recorder(tmp_path / name, labels=labels, split=split) as rec:
+            for epoch in (1, 2):
+                rec.log(epoch, rng.normal(size=(80, 8)))
+        runs.append(dmlviz.load_run(tmp_path / name))
+    html = Compare(runs).table.value
+    assert "untrained" not in html and "chance (R@1 of a random neighbour, NMI of random clusters" in html
