@@ -138,7 +138,8 @@ def _print_metrics(run: Any, epoch: int | None = None) -> None:
     table = run.metrics
     if epoch is not None:
         table = table[table["epoch"] == epoch]
-    columns = [c for c in ("epoch", "loss", "recall@1", "recall@4", "map@r", "nmi", "submode_score", "submode_score_train", "effective_k") if c in table]
+    columns = [c for c in ("epoch", "loss", "recall@1", "recall@4", "map@r", "nmi", "nmi_chance", "submode_score", "submode_score_train", "effective_k")
+               if c in table]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
