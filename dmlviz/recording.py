@@ -88,11 +88,13 @@ def epoch_snapshot(
 
 
 def retrieval_row(test: Any, labels: np.ndarray, ks: tuple[int, ...], nmi_method: str, nmi_due: bool) -> dict[str, float]:
-    """Recall@k, MAP@R, … of the unit test embeddings [T, D] (labels [T]; on a GPU they stay there), NMI and its chance
-    level ``nmi_chance`` (NaN when off or not due); empty with fewer than 2 samples."""
+    """Recall@k, MAP@R, … of the unit test embeddings [T, D] (labels [T]; on a GPU they stay there), Recall@1's chance level
+    ``recall@1_chance``, NMI and its chance level ``nmi_chance`` (NaN when off or not due); empty with fewer than 2 samples."""
     if len(labels) < 2:
         return {}
     row = retrieval_metrics(test, labels, ks=ks)
+    _, counts = np.unique(labels, return_counts=True)  # Recall@1 of a random other test sample: P(same class)
+    row["recall@1_chance"] = float((counts * (counts - 1.0)).sum() / (len(labels) * (len(labels) - 1.0)))
     if nmi_due:
         row["nmi"] = nmi(test.cpu().numpy() if isinstance(test, torch.Tensor) else np.asarray(test), labels, method=nmi_method)
         row["nmi_chance"] = nmi_chance(labels, method=nmi_method)

@@ -125,3 +125,16 @@ def test_the_explorer_follows_a_run_while_it_is_recorded(tmp_path):
     assert explorer.state.epochs == [0, 1]  # the new epoch appeared
     rec.close()
     explorer.close()
+
+
+def test_chance_levels_are_recorded_from_the_whole_test_split(tmp_path):
+    labels = np.concatenate([np.repeat(np.arange(3), 20), np.repeat([3], 40)])  # unequal classes: 20, 20, 20, 40
+    split = np.where(np.arange(len(labels)) % 2 == 0, "test", "train")
+    rng = np.random.default_rng(1)
+    with dmlviz.Recorder(tmp_path / "chance", labels=labels, split=split) as rec:
+        row = rec.log(0, rng.normal(size=(len(labels), 8)))
+    counts = np.array([10, 10, 10, 20])  # the test split's classes
+    assert row["recall@1_chance"] == pytest.approx((counts * (counts - 1)).sum() / (50 * 49))  # a random other test sample
+    assert 0 <= row["nmi_chance"] < 0.2
+    table = dmlviz.load_run(tmp_path / "chance").metrics
+    assert table["recall@1_chance"].iloc[0] == pytest.approx(row["recall@1_chance"])

@@ -192,7 +192,9 @@ class Compare(widgets.VBox):
         chances = {}
         probe = run.probe
         labels = probe["labels"][probe["split"] == 1]
-        if len(labels) >= 2:
+        if table is not None and "recall@1_chance" in table and table["recall@1_chance"].notna().any():
+            chances["recall@1"] = float(table["recall@1_chance"].dropna().iloc[-1])  # on the whole test split
+        elif len(labels) >= 2:  # runs recorded without it: the probe's test rows
             _, counts = np.unique(labels, return_counts=True)
             chances["recall@1"] = float((counts * (counts - 1)).sum() / (len(labels) * (len(labels) - 1)))
         if table is not None and "nmi_chance" in table and table["nmi_chance"].notna().any():

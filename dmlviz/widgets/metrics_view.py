@@ -107,10 +107,14 @@ class MetricsView(widgets.VBox):
         self.summary.value = f'<div class="dmlviz-metrics-summary">epoch {state.epoch}: ' + " · ".join(parts) + "</div>"
 
     def _recall_chance(self) -> float:
-        """Recall@1 of a random neighbour: mean over test queries of (same-class others) / (others), from the probe's test rows."""
+        """Recall@1 of a random neighbour: P(another test sample is of the query's class), as recorded on the whole test split;
+        for runs recorded without it, from the probe's test rows."""
         run = self.state.run
         if run is None or not self.state.epochs:
             return float("nan")
+        recorded = _chance_of(self._table, "recall@1_chance") if self._table is not None else float("nan")
+        if recorded == recorded:
+            return recorded
         probe = run.probe
         labels = probe["labels"][probe["split"] == 1]
         if len(labels) < 2:

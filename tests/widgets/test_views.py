@@ -173,6 +173,8 @@ def test_metrics_view_draws_metrics_and_moves_the_epoch(small_run):
     json.dumps(view.figure.to_plotly_json(), allow_nan=False, default=lambda o: o.tolist())
     view._on_click(None, SimpleNamespace(xs=[2], point_inds=[2]), None)
     assert state.epoch == 2 and "epoch 2" in view.summary.value
+    recall_line = next(t for t in view.figure.data if t.name == "recall@1 by chance")  # as recorded on the whole test split
+    assert list(recall_line.y) == [pytest.approx(small_run.metrics["recall@1_chance"].iloc[-1])] * 4
     chance = small_run.metrics["nmi_chance"].iloc[-1]  # NMI with the level clusters unrelated to the embedding score
     line = next(t for t in view.figure.data if t.name == "NMI by chance (random clusters of the class sizes)")
     assert list(line.y) == [pytest.approx(chance)] * 4 and f"(chance {chance:.3f})" in view.summary.value
