@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .eval import assign_to_centers, center_groups, merged_assignments, nmi, nmi_chance, retrieval_metrics, submode_score
+from .eval import assign_to_centers, center_groups, merged_assignments, nmi, nmi_chance, recall_at_1_chance, retrieval_metrics, submode_score
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,7 @@ def retrieval_row(test: Any, labels: np.ndarray, ks: tuple[int, ...], nmi_method
     if len(labels) < 2:
         return {}
     row = retrieval_metrics(test, labels, ks=ks)
-    _, counts = np.unique(labels, return_counts=True)  # Recall@1 of a random other test sample: P(same class)
-    row["recall@1_chance"] = float((counts * (counts - 1.0)).sum() / (len(labels) * (len(labels) - 1.0)))
+    row["recall@1_chance"] = recall_at_1_chance(labels)
     if nmi_due:
         row["nmi"] = nmi(test.cpu().numpy() if isinstance(test, torch.Tensor) else np.asarray(test), labels, method=nmi_method)
         row["nmi_chance"] = nmi_chance(labels, method=nmi_method)

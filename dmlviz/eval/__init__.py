@@ -7,7 +7,7 @@ from typing import Any
 
 from dmlviz.eval.centers import assign_to_centers, center_counts, center_groups, center_purity, effective_k, merged_assignments, submode_score
 
-_LAZY = {"knn": "retrieval", "retrieval_metrics": "retrieval", "nmi": "clustering", "nmi_chance": "clustering"}
+_LAZY = {"knn": "retrieval", "retrieval_metrics": "retrieval", "nmi": "clustering", "nmi_chance": "clustering", "recall_at_1_chance": "retrieval"}
 
 __all__ = [
     "assign_to_centers",
@@ -19,6 +19,7 @@ __all__ = [
     "merged_assignments",
     "nmi",
     "nmi_chance",
+    "recall_at_1_chance",
     "retrieval_metrics",
     "submode_score",
 ]

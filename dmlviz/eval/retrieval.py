@@ -208,6 +208,15 @@ def knn(
 # ---------------------------------------------------------------------------- metrics
 
 
+def recall_at_1_chance(labels: Any) -> float:
+    """Recall@1 of a random neighbour among labels [N]: P(another sample is of the query's class) = Σ n_c(n_c - 1) / (N(N - 1)); NaN below 2."""
+    y = np.asarray(labels)
+    if len(y) < 2:
+        return float("nan")
+    _, counts = np.unique(y, return_counts=True)
+    return float((counts * (counts - 1.0)).sum() / (len(y) * (len(y) - 1.0)))
+
+
 def retrieval_metrics(
     embeddings: Any,
     labels: Any,

@@ -299,6 +299,26 @@ class Run:
             return pd.DataFrame({"epoch": pd.Series([], dtype="int64")})
         return pd.read_csv(path)
 
+    def chance_levels(self, metrics: pd.DataFrame | None = None) -> dict[str, float]:
+        """What an embedding that knows nothing would score: {"recall@1": ..., "nmi": ...}, those that are known.
+
+        Both as recorded on the whole test split (metrics.csv's ``recall@1_chance`` and ``nmi_chance``; the
+        test labels do not change, so the last recorded value); for a run recorded without them, Recall@1's
+        from the probe's test rows. ``metrics``: the run's table if already read.
+        """
+        table = self.metrics if metrics is None else metrics
+        levels = {}
+        for name, column in (("recall@1", "recall@1_chance"), ("nmi", "nmi_chance")):
+            if column in table and table[column].notna().any():
+                levels[name] = float(table[column].dropna().iloc[-1])
+        if "recall@1" not in levels and (self.path / layout.PROBE_NPZ).exists():
+            from dmlviz.eval import recall_at_1_chance
+
+            chance = recall_at_1_chance(self.probe["labels"][self.probe["split"] == 1])
+            if chance == chance:
+                levels["recall@1"] = chance
+        return levels
+
     def snapshot(self, epoch: int) -> Snapshot:
         """The snapshot of ``epoch``; raises KeyError naming the recorded epochs if it is missing."""
         path = self.path / layout.epoch_file(int(epoch))

@@ -189,16 +189,7 @@ class Compare(widgets.VBox):
             cells = "".join(f"<td style='padding:2px 8px;text-align:right;color:#777'>{first[c]:{'.2f' if c == 'effective_k' else '.3f'}}{hidden}</td>"
                             if c in first and first[c] == first[c] else "<td></td>" for c in shown)
             out += f"<tr style='color:#777'><td style='padding:2px 8px'>untrained (epoch 0 of {html.escape(run.name)})</td><td style='text-align:right'>0</td>{cells}</tr>"
-        chances = {}
-        probe = run.probe
-        labels = probe["labels"][probe["split"] == 1]
-        if table is not None and "recall@1_chance" in table and table["recall@1_chance"].notna().any():
-            chances["recall@1"] = float(table["recall@1_chance"].dropna().iloc[-1])  # on the whole test split
-        elif len(labels) >= 2:  # runs recorded without it: the probe's test rows
-            _, counts = np.unique(labels, return_counts=True)
-            chances["recall@1"] = float((counts * (counts - 1)).sum() / (len(labels) * (len(labels) - 1)))
-        if table is not None and "nmi_chance" in table and table["nmi_chance"].notna().any():
-            chances["nmi"] = float(table["nmi_chance"].dropna().iloc[-1])  # the test labels' own: the same every epoch
+        chances = run.chance_levels(table)
         if any(c in chances for c in shown):
             cells = "".join(f"<td style='padding:2px 8px;text-align:right;color:#777'>{chances[c]:.3f}{hidden}</td>" if c in chances else "<td></td>"
                             for c in shown)

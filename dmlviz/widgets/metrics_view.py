@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import ipywidgets as widgets
-import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -31,20 +30,13 @@ def _finite(values: Any) -> list[float | None]:
     return [float(v) if v == v else None for v in values]
 
 
-def _chance_of(table: Any, column: str) -> float:
-    """A run's chance level recorded per epoch in ``column`` (the labels do not change: the last finite value), or NaN."""
-    if column not in table:
-        return float("nan")
-    values = table[column].dropna()
-    return float(values.iloc[-1]) if len(values) else float("nan")
-
-
 class MetricsView(widgets.VBox):
     """Retrieval and clustering metrics (left axis, 0–1) and the training loss (right axis) per epoch."""
 
     def __init__(self, state: ExplorerState) -> None:
         self.state = state
         self._table = None
+        self._chances: dict[str, float] = {}
         figure = make_subplots(specs=[[{"secondary_y": True}]])
         figure.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=30), hovermode="x unified",
                              title=dict(text=TITLE, font=dict(size=11)),
@@ -67,6 +59,7 @@ class MetricsView(widgets.VBox):
         """Re-read metrics.csv and redraw."""
         state = self.state
         table = self._table = state.run.metrics if state.run is not None else None
+        self._chances = state.run.chance_levels(table) if state.run is not None and state.epochs else {}
         with self.figure.batch_update():
             self.figure.data = []
             if table is None or not len(table):
@@ -76,14 +69,10 @@ class MetricsView(widgets.VBox):
                 if column in table and table[column].notna().any():
                     visible = True if column in VISIBLE else "legendonly"
                     self.figure.add_trace(go.Scatter(x=table["epoch"], y=_finite(table[column]), name=NAMES.get(column, column), mode="lines+markers", visible=visible), secondary_y=False)
-            chance = self._recall_chance()
-            if chance == chance and "recall@1" in table:
-                self.figure.add_trace(go.Scatter(x=table["epoch"], y=[chance] * len(table), name="recall@1 by chance", mode="lines",
-                                                 line=dict(color="#999", dash="dot"), hoverinfo="skip"), secondary_y=False)
-            nmi_chance = _chance_of(table, "nmi_chance")
-            if nmi_chance == nmi_chance and "nmi" in table:
-                self.figure.add_trace(go.Scatter(x=table["epoch"], y=[nmi_chance] * len(table), name="NMI by chance (random clusters of the class sizes)",
-                                                 mode="lines", line=dict(color="#bbb", dash="dot"), hoverinfo="skip"), secondary_y=False)
+            for column, name, colour in (("recall@1", "recall@1 by chance", "#999"), ("nmi", "NMI by chance (random clusters of the class sizes)", "#bbb")):
+                if column in self._chances and column in table:
+                    self.figure.add_trace(go.Scatter(x=table["epoch"], y=[self._chances[column]] * len(table), name=name, mode="lines",
+                                                     line=dict(color=colour, dash="dot"), hoverinfo="skip"), secondary_y=False)
             if "loss" in table:
                 self.figure.add_trace(go.Scatter(x=table["epoch"], y=_finite(table["loss"]), name="loss", mode="lines", line=dict(color="#444", dash="dash")), secondary_y=True)
         if isinstance(self.figure, FigureWidget):
@@ -98,29 +87,12 @@ class MetricsView(widgets.VBox):
         if table is None or not len(table) or state.epoch not in set(table["epoch"]):
             return
         row = table[table["epoch"] == state.epoch].iloc[0]
-        nmi_chance = _chance_of(table, "nmi_chance")
         parts = []
         for column in VISIBLE:
             if column in row and row[column] == row[column]:
-                level = f" (chance {nmi_chance:.3f})" if column == "nmi" and nmi_chance == nmi_chance else ""
+                level = f" (chance {self._chances['nmi']:.3f})" if column == "nmi" and "nmi" in self._chances else ""
                 parts.append(f"{NAMES.get(column, column)} <b>{row[column]:.3f}</b>{level}")
         self.summary.value = f'<div class="dmlviz-metrics-summary">epoch {state.epoch}: ' + " · ".join(parts) + "</div>"
-
-    def _recall_chance(self) -> float:
-        """Recall@1 of a random neighbour: P(another test sample is of the query's class), as recorded on the whole test split;
-        for runs recorded without it, from the probe's test rows."""
-        run = self.state.run
-        if run is None or not self.state.epochs:
-            return float("nan")
-        recorded = _chance_of(self._table, "recall@1_chance") if self._table is not None else float("nan")
-        if recorded == recorded:
-            return recorded
-        probe = run.probe
-        labels = probe["labels"][probe["split"] == 1]
-        if len(labels) < 2:
-            return float("nan")
-        _, counts = np.unique(labels, return_counts=True)
-        return float((counts * (counts - 1)).sum() / (len(labels) * (len(labels) - 1)))
 
     def _on_click(self, trace: Any, points: Any, selector: Any) -> None:
         if points.xs:

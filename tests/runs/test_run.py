@@ -214,3 +214,15 @@ def test_changed_settings_are_refused_unless_the_run_diverged(tmp_path):
     assert info["resumed_with"] == [
         {"epoch": 0, "changes": {"loss_params": {"from": {"la": 20.0}, "to": {"la": 10.0}}, "lr": {"from": 1e-3, "to": 1e-4}}}
     ]
+
+
+def test_chance_levels_are_read_from_the_metrics_and_else_from_the_probe(small_run, tmp_path):
+    from dmlviz.eval import recall_at_1_chance
+
+    levels = small_run.chance_levels()
+    table = small_run.metrics
+    assert levels == {"recall@1": pytest.approx(table["recall@1_chance"].iloc[-1]), "nmi": pytest.approx(table["nmi_chance"].iloc[-1])}
+    older = table.drop(columns=["recall@1_chance", "nmi_chance"])  # a run recorded before these columns
+    probe = small_run.probe
+    assert small_run.chance_levels(older) == {"recall@1": pytest.approx(recall_at_1_chance(probe["labels"][probe["split"] == 1]))}
+    assert recall_at_1_chance([0, 0, 1, 1]) == pytest.approx(1 / 3) and np.isnan(recall_at_1_chance([0]))
